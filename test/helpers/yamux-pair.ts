@@ -107,7 +107,11 @@ export function readAll(stream: Duplex): Promise<Buffer> {
   })
 }
 
-export async function nextStream(session: Session): Promise<import('../../shared/yamux/index.js').YamuxStream> {
-  const [stream] = (await once(session, 'stream')) as [import('../../shared/yamux/index.js').YamuxStream]
+export async function nextStream(
+  session: Session,
+): Promise<import('../../shared/yamux/index.js').YamuxStream> {
+  const [stream] = (await once(session, 'stream')) as [
+    import('../../shared/yamux/index.js').YamuxStream,
+  ]
   return stream
 }

@@ -24,7 +24,10 @@ t.test('header fixtures (spec: big-endian version, type, flags, id, length)', as
     ['00 01 0008 fffffffe 00000000', encodeHeader(FrameType.WindowUpdate, Flag.RST, 0xfffffffe, 0)],
     ['00 02 0001 00000000 deadbeef', encodeHeader(FrameType.Ping, Flag.SYN, 0, 0xdeadbeef)],
     ['00 02 0002 00000000 deadbeef', encodeHeader(FrameType.Ping, Flag.ACK, 0, 0xdeadbeef)],
-    ['00 03 0000 00000000 00000001', encodeHeader(FrameType.GoAway, 0, 0, GoAwayCode.ProtocolError)],
+    [
+      '00 03 0000 00000000 00000001',
+      encodeHeader(FrameType.GoAway, 0, 0, GoAwayCode.ProtocolError),
+    ],
   ]
   for (const [want, got] of cases) tt.equal(got.toString('hex'), hex(want).toString('hex'), want)
 })
@@ -48,8 +51,16 @@ t.test('every invalid header gives its defined error', async (tt) => {
     ['ping on a stream', '00 02 0001 00000001 00000001', 'HOPGATE_ERR_YAMUX_BAD_STREAM_ID'],
     ['goaway on a stream', '00 03 0000 00000003 00000000', 'HOPGATE_ERR_YAMUX_BAD_STREAM_ID'],
     ['data on stream 0', '00 00 0000 00000000 00000001 ff', 'HOPGATE_ERR_YAMUX_BAD_STREAM_ID'],
-    ['window update on stream 0', '00 01 0000 00000000 00000001', 'HOPGATE_ERR_YAMUX_BAD_STREAM_ID'],
-    ['data longer than any window', '00 00 0000 00000001 ffffffff', 'HOPGATE_ERR_YAMUX_FRAME_TOO_LARGE'],
+    [
+      'window update on stream 0',
+      '00 01 0000 00000000 00000001',
+      'HOPGATE_ERR_YAMUX_BAD_STREAM_ID',
+    ],
+    [
+      'data longer than any window',
+      '00 00 0000 00000001 ffffffff',
+      'HOPGATE_ERR_YAMUX_FRAME_TOO_LARGE',
+    ],
   ]
   for (const [name, bytes, code] of cases) {
     const { error } = decodeFrames(hex(bytes), 16 * 1024 * 1024)
@@ -142,7 +153,10 @@ t.test('property: any chunking of valid frames decodes to the same frames', asyn
       (specs, cuts) => {
         const encoded = specs.map((s) =>
           'payload' in s
-            ? encodeFrame({ type: s.type, flags: s.flags, streamId: s.streamId, length: 0 }, Buffer.from(s.payload))
+            ? encodeFrame(
+                { type: s.type, flags: s.flags, streamId: s.streamId, length: 0 },
+                Buffer.from(s.payload),
+              )
             : encodeFrame(s),
         )
         const bytes = Buffer.concat(encoded)
@@ -173,16 +187,20 @@ t.test('property: any chunking of valid frames decodes to the same frames', asyn
 t.test('property: arbitrary bytes never throw, never over-allocate', async (tt) => {
   const known = new Set(Object.keys(ERROR_CATALOG))
   fc.assert(
-    fc.property(fc.uint8Array({ maxLength: 2000 }), fc.array(fc.nat(), { maxLength: 10 }), (raw, cuts) => {
-      const bytes = Buffer.from(raw)
-      const max = 4096
-      const r = decodeChunks(chunkAt(bytes, cuts), max)
-      if (r.error !== undefined && !known.has(r.error)) return false
-      // Payload is handed out as slices of the input: never more bytes than came in, and no
-      // frame larger than the limit is ever started.
-      const out = r.frames.reduce((n, f) => n + f.payload.length, 0)
-      return out <= bytes.length && r.frames.every((f) => f.payload.length <= max)
-    }),
+    fc.property(
+      fc.uint8Array({ maxLength: 2000 }),
+      fc.array(fc.nat(), { maxLength: 10 }),
+      (raw, cuts) => {
+        const bytes = Buffer.from(raw)
+        const max = 4096
+        const r = decodeChunks(chunkAt(bytes, cuts), max)
+        if (r.error !== undefined && !known.has(r.error)) return false
+        // Payload is handed out as slices of the input: never more bytes than came in, and no
+        // frame larger than the limit is ever started.
+        const out = r.frames.reduce((n, f) => n + f.payload.length, 0)
+        return out <= bytes.length && r.frames.every((f) => f.payload.length <= max)
+      },
+    ),
     { numRuns: 1000 },
   )
   tt.pass('1000 random inputs')

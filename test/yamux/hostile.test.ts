@@ -22,7 +22,10 @@ interface RawPeer {
   raw: Duplex
   session: Session
   frames: FrameHeader[]
-  send(h: { type: number; flags: number; streamId: number; length?: number }, payload?: Buffer): void
+  send(
+    h: { type: number; flags: number; streamId: number; length?: number },
+    payload?: Buffer,
+  ): void
   goAway(): Promise<number>
   error: Promise<HopgateError>
   close(): Promise<void>
@@ -67,7 +70,11 @@ async function rawPeer(config: Partial<YamuxConfig> = {}, transport = 'tcp'): Pr
   }
 }
 
-const SYN = (id: number, extra = 0) => ({ type: FrameType.WindowUpdate, flags: Flag.SYN | extra, streamId: id })
+const SYN = (id: number, extra = 0) => ({
+  type: FrameType.WindowUpdate,
+  flags: Flag.SYN | extra,
+  streamId: id,
+})
 
 const cases: Array<{
   name: string
@@ -198,7 +205,10 @@ t.test('ping flood from a peer that never reads our replies stays bounded', asyn
   p.raw.write(burst)
   await new Promise((r) => setTimeout(r, 200))
   const pending = (p.session as unknown as { transport: Duplex }).transport.writableLength
-  tt.ok(pending <= 64 * 1024 + 12, `replies waiting: ${pending} bytes, bounded by maxPendingControlBytes`)
+  tt.ok(
+    pending <= 64 * 1024 + 12,
+    `replies waiting: ${pending} bytes, bounded by maxPendingControlBytes`,
+  )
   tt.notOk(p.session.closed, 'session alive')
 })
 
@@ -219,7 +229,8 @@ t.test('property: random frame sequences never crash a session', async (tt) => {
       let errorCode: string | undefined
       p.error.then((e) => (errorCode = e.code)).catch(() => {})
       for (const f of frames) {
-        const payload = f.type === FrameType.Data ? Buffer.alloc(Math.min(f.length, 1024)) : undefined
+        const payload =
+          f.type === FrameType.Data ? Buffer.alloc(Math.min(f.length, 1024)) : undefined
         p.raw.write(encodeFrame(f, payload))
       }
       await new Promise((r) => setImmediate(r))

@@ -110,7 +110,11 @@ eachTransport('half close: the other direction keeps flowing after FIN', async (
   for (let i = 0; i < 10; i++) srv.write(`part${i};`)
   srv.end()
   const reply = await readAll(s)
-  tt.equal(String(reply), Array.from({ length: 10 }, (_, i) => `part${i};`).join(''), 'reply intact')
+  tt.equal(
+    String(reply),
+    Array.from({ length: 10 }, (_, i) => `part${i};`).join(''),
+    'reply intact',
+  )
   await p.assertQuiescent(tt)
 })
 
@@ -188,53 +192,59 @@ eachTransport('many concurrent streams: 300 streams x 64 KiB echoed', async (tt,
   await p.assertQuiescent(tt)
 })
 
-eachTransport('slow reader: the sender stops at the window, nothing buffers past it', async (tt, maker) => {
-  const p = await sessionPair(maker)
-  tt.teardown(() => p.close())
-  const serverSide = nextStream(p.server)
-  const s = p.client.openStream()
-  const total = 4 * 1024 * 1024
-  const data = randomBytes(total)
-  let writtenUntilBlocked = 0
-  // Write without waiting for drain: the writable buffer grows, but the wire is paced by the window.
-  for (let off = 0; off < total; off += 64 * 1024) s.write(data.subarray(off, off + 64 * 1024))
-  s.end()
-  const srv = await serverSide
-  srv.pause()
-  await new Promise((r) => setTimeout(r, 200))
-  writtenUntilBlocked = srv.received
-  tt.ok(
-    srv.received <= INITIAL_STREAM_WINDOW,
-    `receiver holds ${srv.received} bytes, at most one initial window (${INITIAL_STREAM_WINDOW})`,
-  )
-  tt.equal(s.sendWindow, 0, 'sender has spent its window and waits')
-  tt.ok(s.writableLength > 0, 'the rest waits in the sender, not in the receiver')
-  srv.resume()
-  const got = await readAll(srv)
-  tt.equal(sha(got), sha(data), 'all data arrives once the reader reads')
-  tt.ok(writtenUntilBlocked > 0, 'some data flowed before the pause')
-  srv.end()
-  if (!s.writableFinished) await once(s, 'finish')
-  s.resume()
-  await p.assertQuiescent(tt)
-})
+eachTransport(
+  'slow reader: the sender stops at the window, nothing buffers past it',
+  async (tt, maker) => {
+    const p = await sessionPair(maker)
+    tt.teardown(() => p.close())
+    const serverSide = nextStream(p.server)
+    const s = p.client.openStream()
+    const total = 4 * 1024 * 1024
+    const data = randomBytes(total)
+    let writtenUntilBlocked = 0
+    // Write without waiting for drain: the writable buffer grows, but the wire is paced by the window.
+    for (let off = 0; off < total; off += 64 * 1024) s.write(data.subarray(off, off + 64 * 1024))
+    s.end()
+    const srv = await serverSide
+    srv.pause()
+    await new Promise((r) => setTimeout(r, 200))
+    writtenUntilBlocked = srv.received
+    tt.ok(
+      srv.received <= INITIAL_STREAM_WINDOW,
+      `receiver holds ${srv.received} bytes, at most one initial window (${INITIAL_STREAM_WINDOW})`,
+    )
+    tt.equal(s.sendWindow, 0, 'sender has spent its window and waits')
+    tt.ok(s.writableLength > 0, 'the rest waits in the sender, not in the receiver')
+    srv.resume()
+    const got = await readAll(srv)
+    tt.equal(sha(got), sha(data), 'all data arrives once the reader reads')
+    tt.ok(writtenUntilBlocked > 0, 'some data flowed before the pause')
+    srv.end()
+    if (!s.writableFinished) await once(s, 'finish')
+    s.resume()
+    await p.assertQuiescent(tt)
+  },
+)
 
-eachTransport('write deadline: a write blocked on the window times out and resets', async (tt, maker) => {
-  const p = await sessionPair(maker)
-  tt.teardown(() => p.close())
-  const serverSide = nextStream(p.server)
-  const s = p.client.openStream()
-  s.setWriteTimeout(100)
-  s.write(randomBytes(INITIAL_STREAM_WINDOW + 1024))
-  const srv = await serverSide
-  srv.pause()
-  const srvErr = once(srv, 'error')
-  const [err] = (await once(s, 'error')) as [Error]
-  tt.ok(isHopgateError(err, 'HOPGATE_ERR_YAMUX_WRITE_TIMEOUT'), 'writer gets WRITE_TIMEOUT')
-  const [peerErr] = (await srvErr) as [Error]
-  tt.ok(isHopgateError(peerErr, 'HOPGATE_ERR_YAMUX_STREAM_RESET'), 'reader sees the reset')
-  await p.assertQuiescent(tt)
-})
+eachTransport(
+  'write deadline: a write blocked on the window times out and resets',
+  async (tt, maker) => {
+    const p = await sessionPair(maker)
+    tt.teardown(() => p.close())
+    const serverSide = nextStream(p.server)
+    const s = p.client.openStream()
+    s.setWriteTimeout(100)
+    s.write(randomBytes(INITIAL_STREAM_WINDOW + 1024))
+    const srv = await serverSide
+    srv.pause()
+    const srvErr = once(srv, 'error')
+    const [err] = (await once(s, 'error')) as [Error]
+    tt.ok(isHopgateError(err, 'HOPGATE_ERR_YAMUX_WRITE_TIMEOUT'), 'writer gets WRITE_TIMEOUT')
+    const [peerErr] = (await srvErr) as [Error]
+    tt.ok(isHopgateError(peerErr, 'HOPGATE_ERR_YAMUX_STREAM_RESET'), 'reader sees the reset')
+    await p.assertQuiescent(tt)
+  },
+)
 
 eachTransport('open timeout: an open the peer never acknowledges is reset', async (tt, maker) => {
   const p = await sessionPair(maker, { config: { streamOpenTimeoutMs: 100 } })
@@ -286,7 +296,10 @@ eachTransport('session close: streams end, the peer closes, nothing is left', as
   p.client.close()
   await serverClosed
   tt.ok(p.server.closed, 'server session closed when the client closed')
-  tt.ok(streams.every((s) => s.destroyed), 'client streams destroyed')
+  tt.ok(
+    streams.every((s) => s.destroyed),
+    'client streams destroyed',
+  )
   tt.throws(() => p.client.openStream(), { code: 'HOPGATE_ERR_YAMUX_SESSION_SHUTDOWN' })
   await tt.rejects(p.client.ping(), { code: 'HOPGATE_ERR_YAMUX_SESSION_SHUTDOWN' })
   tt.equal(p.client.stats().timers, 0, 'no timers after close')
@@ -295,9 +308,12 @@ eachTransport('session close: streams end, the peer closes, nothing is left', as
 
 t.test('window auto-tuning grows a fast stream past the initial window', async (tt) => {
   const { connPairs } = await import('../helpers/conn-pairs.js')
-  const p = await sessionPair(connPairs.find((m) => m.name === 'tcp')!, {
-    config: { maxStreamWindowBytes: 4 * 1024 * 1024 },
-  })
+  const p = await sessionPair(
+    connPairs.find((m) => m.name === 'tcp')!,
+    {
+      config: { maxStreamWindowBytes: 4 * 1024 * 1024 },
+    },
+  )
   tt.teardown(() => p.close())
   const serverSide = nextStream(p.server)
   const s = p.client.openStream()

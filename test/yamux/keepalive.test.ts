@@ -1,0 +1,126 @@
+// Keepalive and the connection write deadline, driven by a ManualClock: no sleeping on timers,
+// only a few event-loop turns for bytes to cross the in-memory pair.
+import t from 'tap'
+import { once } from 'node:events'
+import { ManualClock } from '../../shared/clock.js'
+import { duplexPair } from '../helpers/duplex-pair.js'
+import { testConfig } from '../helpers/yamux-pair.js'
+import { Decoder, FrameType, Session, type FrameHeader } from '../../shared/yamux/index.js'
+import type { HopgateError } from '../../shared/errors.js'
+
+const turns = async (n = 5): Promise<void> => {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r))
+}
+
+const kaConfig = {
+  ...testConfig,
+  keepAliveIntervalMs: 1000,
+  keepAliveJitter: 0,
+  pingTimeoutMs: 500,
+}
+
+t.test('keepalive: pings go out every interval and answered pings keep the session', async (tt) => {
+  const clock = new ManualClock()
+  const [a, b] = duplexPair()
+  const client = new Session(a, { role: 'client', config: kaConfig, clock })
+  const server = new Session(b, { role: 'server', config: { ...testConfig }, clock })
+  tt.teardown(() => (client.close(), server.close()))
+  for (let i = 0; i < 5; i++) {
+    clock.advance(1000)
+    tt.equal(client.stats().pendingPings, 1, `round ${i}: keepalive ping in flight`)
+    await turns()
+    tt.equal(client.stats().pendingPings, 0, `round ${i}: answered`)
+  }
+  for (let i = 0; i < 10; i++) {
+    clock.advance(1000)
+    await turns()
+  }
+  tt.notOk(client.closed, 'still open after 15 s of answered keepalives')
+})
+
+t.test(
+  'keepalive timeout: an unanswered ping closes the session with a typed error',
+  async (tt) => {
+    const clock = new ManualClock()
+    const [a, b] = duplexPair()
+    const client = new Session(a, { role: 'client', config: kaConfig, clock })
+    const seen: FrameHeader[] = []
+    const decoder = new Decoder(
+      {
+        onFrame: (h) => seen.push(h),
+        onDataStart: () => {},
+        onDataChunk: () => {},
+        onDataEnd: () => {},
+        onError: () => {},
+      },
+      1 << 30,
+    )
+    // The peer reads but never answers: a dead or wedged agent.
+    b.on('data', (c: Buffer) => decoder.push(c))
+    const errored = once(client, 'error')
+    clock.advance(1000)
+    await turns()
+    tt.ok(
+      seen.some((h) => h.type === FrameType.Ping),
+      'ping sent',
+    )
+    tt.notOk(client.closed, 'not closed before the timeout')
+    clock.advance(499)
+    tt.notOk(client.closed, 'not closed at 499 ms')
+    clock.advance(1)
+    const [err] = (await errored) as [HopgateError]
+    tt.equal(err.code, 'HOPGATE_ERR_YAMUX_KEEPALIVE_TIMEOUT')
+    tt.ok(client.closed, 'session closed')
+    await turns()
+    const goAway = seen.find((h) => h.type === FrameType.GoAway)
+    tt.equal(goAway?.length, 2, 'GoAway(internal error) told the peer why')
+    tt.equal(client.stats().timers, 0, 'no session timers left')
+    tt.equal(clock.pending, 1, 'only the bounded wait for the transport to flush and close')
+    clock.advance(testConfig.connectionWriteTimeoutMs!)
+    tt.ok(a.destroyed, 'a peer that never closes its side gets the transport destroyed')
+    tt.equal(clock.pending, 0, 'no timers left at all')
+  },
+)
+
+t.test('keepalive jitter spreads pings within the configured fraction', async (tt) => {
+  const clock = new ManualClock()
+  const [a, b] = duplexPair()
+  const client = new Session(a, {
+    role: 'client',
+    config: { ...kaConfig, keepAliveJitter: 0.2 },
+    clock,
+  })
+  const server = new Session(b, { role: 'server', config: testConfig, clock })
+  tt.teardown(() => (client.close(), server.close()))
+  clock.advance(799)
+  tt.equal(client.stats().pendingPings, 0, 'no ping before 0.8 x interval')
+  clock.advance(401)
+  tt.equal(client.stats().pendingPings, 1, 'a ping by 1.2 x interval')
+})
+
+t.test(
+  'connection write timeout: a transport that accepts nothing closes the session',
+  async (tt) => {
+    const clock = new ManualClock()
+    const [a, b] = duplexPair(16 * 1024)
+    const client = new Session(a, {
+      role: 'client',
+      config: { ...testConfig, connectionWriteTimeoutMs: 2000 },
+      clock,
+    })
+    b.pause() // the peer never reads
+    const errored = once(client, 'error')
+    const s = client.openStream()
+    s.on('error', () => {})
+    s.write(Buffer.alloc(200 * 1024))
+    await turns(20)
+    tt.ok(client.congested, 'transport congested')
+    clock.advance(1999)
+    tt.notOk(client.closed, 'still waiting at 1999 ms')
+    clock.advance(1)
+    const [err] = (await errored) as [HopgateError]
+    tt.equal(err.code, 'HOPGATE_ERR_YAMUX_CONNECTION_WRITE_TIMEOUT')
+    tt.ok(s.destroyed, 'streams torn down')
+    tt.ok(a.destroyed, 'transport destroyed rather than flushed')
+  },
+)
