@@ -26,6 +26,8 @@ export interface YamuxConfig {
   streamWriteTimeoutMs: number
   /** Close the session when the transport accepts no writes for this long, in ms. @default 30000 */
   connectionWriteTimeoutMs: number
+  /** Bytes queued on the transport before streams wait for its 'drain'. @default 256 KiB */
+  sendBufferBytes: number
   /** Stop answering pings while this many bytes wait to be written to the transport. @default 4 MiB */
   maxPendingControlBytes: number
 }
@@ -42,6 +44,7 @@ export const defaultConfig: Readonly<YamuxConfig> = Object.freeze({
   streamCloseTimeoutMs: 60_000,
   streamWriteTimeoutMs: 0,
   connectionWriteTimeoutMs: 30_000,
+  sendBufferBytes: 256 * 1024,
   maxPendingControlBytes: 4 * 1024 * 1024,
 })
 
@@ -59,6 +62,7 @@ const rules: Record<keyof YamuxConfig, Rule> = {
   streamCloseTimeoutMs: [1, 24 * 3600_000, true],
   streamWriteTimeoutMs: [0, 24 * 3600_000, true],
   connectionWriteTimeoutMs: [1, 3600_000, true],
+  sendBufferBytes: [0, 64 * 1024 * 1024, true],
   maxPendingControlBytes: [64 * 1024, 2 ** 31, true],
 }
 

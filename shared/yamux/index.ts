@@ -1,6 +1,6 @@
 // hopgate's yamux: hashicorp/yamux spec.md, wire-compatible with other implementations, with
 // streams as Node Duplexes. See docs/PROTOCOL.md for the wire and docs/LIMITS.md for the limits.
-export { Session, type SessionOptions, type SessionStats } from './session.js'
+export { Session, type SessionEvents, type SessionOptions, type SessionStats } from './session.js'
 export { YamuxStream } from './stream.js'
 export { defaultConfig, verifyConfig, type YamuxConfig } from './config.js'
 export { Decoder, decodeFrames, type FrameSink, type DecodedFrame } from './decoder.js'

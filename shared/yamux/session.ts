@@ -4,7 +4,7 @@
 // It does not authenticate, route or name anything above stream ids: that is the tunnel's job.
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
-import { HopgateError, abortError, isHopgateError, type ErrorCode } from '../errors.js'
+import { HopgateError, isHopgateError, type ErrorCode } from '../errors.js'
 import { systemClock, TimerGroup, type Clock, type TimerHandle } from '../clock.js'
 import { verifyConfig, type YamuxConfig } from './config.js'
 import { Decoder, type FrameSink } from './decoder.js'
@@ -18,6 +18,8 @@ import {
   type FrameHeader,
 } from './frame.js'
 import { YamuxStream, type StreamHost } from './stream.js'
+import { Pinger } from './ping.js'
+import { WaitQueue } from './waiters.js'
 
 export interface SessionOptions {
   /** 'client' opens odd stream ids, 'server' even ones (spec: "Stream ID Field"). */
@@ -38,27 +40,25 @@ export interface SessionStats {
   rttMs: number
 }
 
-interface Waiter<T> {
-  resolve(value: T): void
-  reject(err: Error): void
-}
-
 /** Peer-closed stream ids remembered to tell a late frame from a hostile one. */
 const TOMBSTONES = 1024
 
-export interface Session {
-  on(event: 'stream', listener: (stream: YamuxStream) => void): this
-  on(event: 'goaway', listener: (code: number) => void): this
-  on(event: 'error', listener: (err: HopgateError) => void): this
-  on(event: 'close', listener: (err?: Error) => void): this
+/** Events a session emits, with their arguments. */
+export interface SessionEvents {
+  /** An inbound stream, already acknowledged. */
+  stream: [stream: YamuxStream]
+  /** The peer sent GoAway with this code: open no more streams. */
+  goaway: [code: number]
+  /** The peer broke the protocol or stopped answering; 'close' follows. Emitted only if listened to. */
+  error: [err: HopgateError]
+  /** The session is over; `err` is why, undefined for a normal close. */
+  close: [err: Error | undefined]
 }
 
-export class Session extends EventEmitter implements StreamHost {
+export class Session extends EventEmitter<SessionEvents> implements StreamHost {
   readonly role: 'client' | 'server'
   readonly config: YamuxConfig
   readonly clock: Clock
-  /** Smoothed RTT from pings, in milliseconds; 0 until the first pong. */
-  rttMs = 0
   /** True while the transport has refused more writes; streams wait for its 'drain'. */
   congested = false
   /** The GoAway code the peer sent, if it did. */
@@ -74,22 +74,17 @@ export class Session extends EventEmitter implements StreamHost {
   private readonly tombstones = new Map<number, 'fin' | 'rst'>()
   private readonly drainWaiters = new Set<YamuxStream>()
   private readonly acceptQueue: YamuxStream[] = []
-  private readonly acceptWaiters: Array<Waiter<YamuxStream>> = []
-  private readonly openWaiters: Array<Waiter<void>> = []
-  private readonly pings = new Map<
-    number,
-    { sentAt: number; timer: TimerHandle; waiter: Waiter<number> }
-  >()
+  private readonly acceptWaiters: WaitQueue<YamuxStream>
+  private readonly openWaiters: WaitQueue<void>
+  private readonly pinger: Pinger
   private nextStreamId: number
   private lastRemoteId = 0
   private unacknowledged = 0
   private refusedOpens = 0
-  private nextPingId = 1
   private localGoAway = false
   private corked = false
   private rxStream: YamuxStream | undefined
   private stallTimer: TimerHandle | undefined
-  private keepAliveTimer: TimerHandle | undefined
 
   constructor(transport: Duplex, options: SessionOptions) {
     super()
@@ -98,6 +93,8 @@ export class Session extends EventEmitter implements StreamHost {
     this.clock = options.clock ?? systemClock
     this.timers = new TimerGroup(this.clock)
     this.transport = transport
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const session = this
     this.nextStreamId = options.role === 'client' ? 1 : 2
     this.decoder = new Decoder(this.sink(), this.config.maxStreamWindowBytes)
     transport.on('data', this.onTransportData)
@@ -105,7 +102,21 @@ export class Session extends EventEmitter implements StreamHost {
     transport.on('error', this.onTransportError)
     transport.on('end', this.onTransportEnd)
     transport.on('close', this.onTransportEnd)
-    if (this.config.keepAliveIntervalMs > 0) this.scheduleKeepAlive()
+    this.acceptWaiters = new WaitQueue(this.timers)
+    this.openWaiters = new WaitQueue(this.timers)
+    this.pinger = new Pinger(
+      {
+        get closed() {
+          return session.closed
+        },
+        sendPing: (opaque) => this.sendFrame(FrameType.Ping, Flag.SYN, 0, opaque),
+        keepAliveFailed: (err) => this.fail(err),
+      },
+      this.config,
+      this.clock,
+      this.timers,
+    )
+    this.pinger.startKeepAlive()
   }
 
   // ---- public API ----
@@ -125,8 +136,7 @@ export class Session extends EventEmitter implements StreamHost {
       opts.signal?.throwIfAborted()
       this.checkCanOpen()
       if (this.unacknowledged < this.config.acceptBacklog) return this.createOutbound()
-      await this.wait(
-        this.openWaiters,
+      await this.openWaiters.wait(
         opts.signal,
         this.config.streamOpenTimeoutMs,
         'HOPGATE_ERR_YAMUX_OPEN_TIMEOUT',
@@ -143,37 +153,18 @@ export class Session extends EventEmitter implements StreamHost {
       return queued
     }
     if (this.closed) throw this.shutdownError()
-    return this.wait(this.acceptWaiters, opts.signal, 0, 'HOPGATE_ERR_YAMUX_SESSION_SHUTDOWN')
+    return this.acceptWaiters.wait(opts.signal, 0, 'HOPGATE_ERR_YAMUX_SESSION_SHUTDOWN')
   }
 
   /** Round-trip time of one Ping, in milliseconds. */
   ping(opts: { signal?: AbortSignal } = {}): Promise<number> {
     if (this.closed) return Promise.reject(this.shutdownError())
-    return new Promise<number>((resolve, reject) => {
-      const id = this.nextPingId
-      this.nextPingId = this.nextPingId >= MAX_STREAM_ID ? 1 : this.nextPingId + 1
-      const onAbort = (): void => finish(abortError(opts.signal!))
-      const finish = (err?: Error, rtt?: number): void => {
-        const entry = this.pings.get(id)
-        if (!entry) return
-        this.pings.delete(id)
-        this.timers.clear(entry.timer)
-        opts.signal?.removeEventListener('abort', onAbort)
-        if (err) reject(err)
-        else resolve(rtt!)
-      }
-      const timer = this.timers.set(
-        () => finish(new HopgateError('HOPGATE_ERR_YAMUX_PING_TIMEOUT')),
-        this.config.pingTimeoutMs,
-      )
-      this.pings.set(id, {
-        sentAt: this.clock.now(),
-        timer,
-        waiter: { resolve: (rtt) => finish(undefined, rtt), reject: (e) => finish(e) },
-      })
-      opts.signal?.addEventListener('abort', onAbort, { once: true })
-      this.sendFrame(FrameType.Ping, Flag.SYN, 0, id)
-    })
+    return this.pinger.ping(opts.signal)
+  }
+
+  /** Smoothed RTT from pings, in milliseconds; 0 until the first pong. */
+  get rttMs(): number {
+    return this.pinger.rttMs
   }
 
   /** Tells the peer no new streams will be accepted; existing streams go on. */
@@ -181,7 +172,7 @@ export class Session extends EventEmitter implements StreamHost {
     if (this.closed || this.localGoAway) return
     this.localGoAway = true
     this.sendFrame(FrameType.GoAway, 0, 0, code)
-    this.rejectAll(this.acceptWaiters, new HopgateError('HOPGATE_ERR_YAMUX_GOING_AWAY'))
+    this.acceptWaiters.rejectAll(new HopgateError('HOPGATE_ERR_YAMUX_GOING_AWAY'))
   }
 
   /**
@@ -205,10 +196,9 @@ export class Session extends EventEmitter implements StreamHost {
     }
     this.timers.clearAll()
     const shutdown = this.shutdownError()
-    for (const entry of this.pings.values()) entry.waiter.reject(shutdown)
-    this.pings.clear()
-    this.rejectAll(this.acceptWaiters, shutdown)
-    this.rejectAll(this.openWaiters, shutdown)
+    this.pinger.stop(shutdown)
+    this.acceptWaiters.rejectAll(shutdown)
+    this.openWaiters.rejectAll(shutdown)
     const streams = [...this.streams.values()]
     this.streams.clear()
     this.acceptQueue.length = 0
@@ -217,8 +207,10 @@ export class Session extends EventEmitter implements StreamHost {
     const t = this.transport
     t.off('data', this.onTransportData)
     t.off('drain', this.onTransportDrain)
-    const stalled = this.stallTimer !== undefined || isHopgateError(err, 'HOPGATE_ERR_YAMUX_CONNECTION_WRITE_TIMEOUT')
-    this.stallTimer = this.keepAliveTimer = undefined
+    const stalled =
+      this.stallTimer !== undefined ||
+      isHopgateError(err, 'HOPGATE_ERR_YAMUX_CONNECTION_WRITE_TIMEOUT')
+    this.stallTimer = undefined
     if (stalled || t.destroyed) {
       t.destroy()
     } else {
@@ -240,7 +232,7 @@ export class Session extends EventEmitter implements StreamHost {
       acceptQueue: this.acceptQueue.length,
       unacknowledgedOpens: this.unacknowledged,
       openWaiters: this.openWaiters.length,
-      pendingPings: this.pings.size,
+      pendingPings: this.pinger.outstanding,
       timers: this.timers.size,
       drainWaiters: this.drainWaiters.size,
       congested: this.congested,
@@ -317,7 +309,7 @@ export class Session extends EventEmitter implements StreamHost {
   /** An outbound open was acknowledged or ended: a backlog slot is free. */
   private settleOpen(): void {
     this.unacknowledged--
-    this.openWaiters.shift()?.resolve()
+    this.openWaiters.resolveNext()
   }
 
   private acknowledge(stream: YamuxStream): void {
@@ -355,14 +347,11 @@ export class Session extends EventEmitter implements StreamHost {
     if (this.listenerCount('stream') > 0) {
       this.acknowledge(stream)
       this.emit('stream', stream)
+    } else if (this.acceptWaiters.length > 0) {
+      this.acknowledge(stream)
+      this.acceptWaiters.resolveNext(stream)
     } else {
-      const waiter = this.acceptWaiters.shift()
-      if (waiter) {
-        this.acknowledge(stream)
-        waiter.resolve(stream)
-      } else {
-        this.acceptQueue.push(stream)
-      }
+      this.acceptQueue.push(stream)
     }
     return stream
   }
@@ -393,7 +382,8 @@ export class Session extends EventEmitter implements StreamHost {
     const id = h.streamId
     const stream = this.streams.get(id)
     if (stream) {
-      if (h.flags & Flag.ACK && stream.outbound && !stream.established) {
+      // Any frame but RST proves the peer took the stream; some peers (yamux-js) FIN without ACK.
+      if (stream.outbound && !stream.established && !(h.flags & Flag.RST)) {
         stream.onAck()
         this.settleOpen()
       }
@@ -454,18 +444,12 @@ export class Session extends EventEmitter implements StreamHost {
             this.sendFrame(FrameType.Ping, Flag.ACK, 0, h.length)
           }
         } else {
-          const entry = this.pings.get(h.length)
-          if (entry) {
-            const rtt = this.clock.now() - entry.sentAt
-            this.rttMs = this.rttMs === 0 ? rtt : this.rttMs * 0.75 + rtt * 0.25
-            entry.waiter.resolve(rtt)
-          }
+          this.pinger.onPong(h.length)
         }
         return
       case FrameType.GoAway:
         this.remoteGoAway = h.length
-        this.rejectAll(
-          this.openWaiters,
+        this.openWaiters.rejectAll(
           new HopgateError('HOPGATE_ERR_YAMUX_REMOTE_GOAWAY', `code ${h.length}`),
         )
         this.emit('goaway', h.length)
@@ -511,7 +495,9 @@ export class Session extends EventEmitter implements StreamHost {
       t.cork()
       process.nextTick(uncork, this, t)
     }
-    if (!t.write(buf) && !this.congested) {
+    // Past the transport's own high-water mark we keep queueing up to sendBufferBytes: one
+    // 'drain' then releases a batch of frames instead of one, and writev sends them together.
+    if (!t.write(buf) && !this.congested && t.writableLength >= this.config.sendBufferBytes) {
       this.congested = true
       this.stallTimer = this.timers.set(() => {
         this.stallTimer = undefined
@@ -561,65 +547,12 @@ export class Session extends EventEmitter implements StreamHost {
     )
   }
 
-  // ---- internals: keepalive ----
-
-  private scheduleKeepAlive(): void {
-    const { keepAliveIntervalMs: interval, keepAliveJitter: jitter } = this.config
-    const delay = interval * (1 + jitter * (2 * Math.random() - 1))
-    this.keepAliveTimer = this.timers.set(() => {
-      this.keepAliveTimer = undefined
-      this.ping().then(
-        () => {
-          if (!this.closed) this.scheduleKeepAlive()
-        },
-        (err: unknown) => {
-          if (this.closed) return
-          const cause =
-            err instanceof HopgateError && err.code === 'HOPGATE_ERR_YAMUX_PING_TIMEOUT'
-              ? undefined
-              : err
-          this.fail(new HopgateError('HOPGATE_ERR_YAMUX_KEEPALIVE_TIMEOUT', undefined, { cause }))
-        },
-      )
-    }, delay)
-  }
-
   // ---- internals: helpers ----
 
   private shutdownError(): HopgateError {
     return new HopgateError('HOPGATE_ERR_YAMUX_SESSION_SHUTDOWN', undefined, {
       cause: this.closeError,
     })
-  }
-
-  private wait<T>(
-    list: Array<Waiter<T>>,
-    signal: AbortSignal | undefined,
-    timeoutMs: number,
-    timeoutCode: ErrorCode,
-  ): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      let timer: TimerHandle | undefined
-      const cleanup = (): void => {
-        const i = list.indexOf(waiter)
-        if (i >= 0) list.splice(i, 1)
-        this.timers.clear(timer)
-        signal?.removeEventListener('abort', onAbort)
-      }
-      const waiter: Waiter<T> = {
-        resolve: (v) => (cleanup(), resolve(v)),
-        reject: (e) => (cleanup(), reject(e)),
-      }
-      const onAbort = (): void => waiter.reject(abortError(signal!))
-      signal?.addEventListener('abort', onAbort, { once: true })
-      if (timeoutMs > 0)
-        timer = this.timers.set(() => waiter.reject(new HopgateError(timeoutCode)), timeoutMs)
-      list.push(waiter)
-    })
-  }
-
-  private rejectAll<T>(list: Array<Waiter<T>>, err: Error): void {
-    for (const waiter of [...list]) waiter.reject(err)
   }
 }
 

@@ -1,13 +1,16 @@
 // Wire compatibility of our yamux Session with @chainsafe/libp2p-yamux 8 as the peer, in both roles
-// (ours client / theirs server and the reverse), over loopback TCP and mutual TLS. The peer runs
-// through bench/peers/libp2p.ts (a Node Duplex per stream). Subtest names say which side acts;
-// assertion messages say which side observed what, so a failure points at one implementation.
+// (ours client / theirs server and the reverse), over an in-memory pair, loopback TCP and mutual
+// TLS. The peer runs through bench/peers/libp2p.ts (a Node Duplex per stream). Subtest names say
+// which side acts; assertion messages say which side observed what, so a failure points at one
+// implementation.
 //
 // libp2p-yamux behaviour the assertions allow for (see bench/peers/libp2p.ts):
 //  - On receiving GoAway(normal) it closes all its streams and the muxer at once; it does not keep
 //    existing streams running. So "existing streams keep working" is checked for their GoAway
 //    only; for ours we check that their new opens fail and that our own streams are untouched.
 //  - Its stream-level errors are libp2p errors: a reset is `name === 'StreamResetError'`.
+//  - It abandons an in-flight ping when it stops on GoAway, then treats the late pong as a protocol
+//    error and aborts the connection; setup() waits out its initial keepalive ping for that reason.
 import t from 'tap'
 import { once } from 'node:events'
 import type { Duplex } from 'node:stream'
@@ -59,6 +62,8 @@ interface Fixture {
 
 async function setup(tt: TapTest, maker: ConnPairMaker, ourRole: PeerRole): Promise<Fixture> {
   const pair = await maker.make()
+  // our timers are unref'd: over an in-memory pair nothing else need keep a waiting test alive
+  const keepAlive = setInterval(() => {}, 1000)
   const ourTransport = ourRole === 'client' ? pair.a : pair.b
   const theirTransport = ourRole === 'client' ? pair.b : pair.a
   const ours = new Session(ourTransport, { role: ourRole, config: OUR_CONFIG })
@@ -74,10 +79,15 @@ async function setup(tt: TapTest, maker: ConnPairMaker, ourRole: PeerRole): Prom
   ours.on('error', () => {}) // recorded on ours.closeError; asserted where it matters
   theirs.onStream((s) => theirInbox.push(track(s)))
   tt.teardown(async () => {
+    clearInterval(keepAlive)
     ours.close()
     await theirs.close()
     await pair.close()
   })
+  // libp2p pings at start (keepalive). If a GoAway reaches it while that ping is in flight it
+  // abandons the ping and then takes our (correct) pong as UnRequestedPingError and aborts the
+  // connection. Joining that ping here keeps the GoAway tests about GoAway.
+  await theirs.ping()
   return {
     ours,
     theirs,
@@ -329,22 +339,72 @@ for (const maker of transports) {
       },
     )
 
-    void t.test(`${label}: session close both ways`, { timeout: STEP_TIMEOUT_MS }, async (tt) => {
+    void t.test(
+      `${label}: ours close() ends theirs session`,
+      { timeout: STEP_TIMEOUT_MS },
+      async (tt) => {
+        const f = await setup(tt, maker, ourRole)
+        const a = await establishedFromOurs(f)
+        const theirSideClosed = once(a.theirStream, 'close')
+        f.ours.close()
+        await theirSideClosed
+        tt.equal(f.theirs.muxer.status, 'closed', 'theirs muxer closed on ours GoAway')
+        await tt.rejects(
+          f.theirs.openStream(),
+          { name: 'MuxerClosedError' },
+          'theirs can no longer open',
+        )
+        tt.ok(a.ourStream.destroyed, 'ours close() tore down ours stream')
+      },
+    )
+
+    void t.test(
+      `${label}: theirs close() ends ours session cleanly`,
+      { timeout: STEP_TIMEOUT_MS },
+      async (tt) => {
+        const f = await setup(tt, maker, ourRole)
+        const a = await establishedFromOurs(f)
+        a.ourStream.end()
+        a.theirStream.end()
+        await Promise.all([readAll(a.ourStream), readAll(a.theirStream)])
+        const goaway = once(f.ours, 'goaway') as Promise<[number]>
+        const closed = once(f.ours, 'close') as Promise<[Error | undefined]>
+        await f.theirs.close()
+        tt.equal((await goaway)[0], 0, 'theirs close() -> ours sees GoAway(normal)')
+        const [err] = await closed
+        tt.equal(
+          err,
+          undefined,
+          'ours session closes cleanly when theirs closes with no streams open',
+        )
+      },
+    )
+
+    void t.test(`${label}: GoAway crossing an open`, { timeout: STEP_TIMEOUT_MS }, async (tt) => {
+      // theirs GoAway and ours SYN in the same tick: theirs must refuse the SYN with RST, which ours
+      // reports as a refused (never acknowledged) open
       const f = await setup(tt, maker, ourRole)
-      const a = await establishedFromOurs(f)
-      a.ourStream.end()
-      a.theirStream.end()
-      await Promise.all([readAll(a.ourStream), readAll(a.theirStream)])
-      const goaway = once(f.ours, 'goaway') as Promise<[number]>
-      const closed = once(f.ours, 'close') as Promise<[Error | undefined]>
-      await f.theirs.close()
-      tt.equal((await goaway)[0], 0, 'theirs close() -> ours sees GoAway(normal)')
-      const [err] = await closed
+      f.theirs.goAway()
+      const s = f.ours.openStream()
+      const err = nextError(s)
+      s.write('too late')
       tt.equal(
-        err,
-        undefined,
-        'ours session closes cleanly when theirs closes with no streams open',
+        (await err).code,
+        'HOPGATE_ERR_YAMUX_STREAM_REFUSED',
+        'ours open refused by theirs RST',
       )
+
+      // ours GoAway and theirs SYN in the same tick: ours refuses the SYN (RST) and never accepts
+      // it. (libp2p drops the stream itself as soon as it reads our GoAway, before the RST lands.)
+      const g = await setup(tt, maker, ourRole)
+      const opening = g.theirs.openStream()
+      g.ours.goAway()
+      const theirStream = await opening
+      theirStream.on('error', () => {})
+      if (!theirStream.closed) await once(theirStream, 'close')
+      await g.ours.ping() // ours has now read everything theirs sent before the pong
+      tt.equal(g.ours.streamCount, 0, 'ours did not accept theirs SYN after its own GoAway')
+      tt.notOk(g.ours.closed, 'ours session still open')
     })
 
     void t.test(`${label}: GoAway from ours`, { timeout: STEP_TIMEOUT_MS }, async (tt) => {

@@ -105,7 +105,7 @@ t.test(
     const [a, b] = duplexPair(16 * 1024)
     const client = new Session(a, {
       role: 'client',
-      config: { ...testConfig, connectionWriteTimeoutMs: 2000 },
+      config: { ...testConfig, connectionWriteTimeoutMs: 2000, sendBufferBytes: 0 },
       clock,
     })
     b.pause() // the peer never reads

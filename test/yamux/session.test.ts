@@ -201,14 +201,13 @@ eachTransport(
     const s = p.client.openStream()
     const total = 4 * 1024 * 1024
     const data = randomBytes(total)
-    let writtenUntilBlocked = 0
     // Write without waiting for drain: the writable buffer grows, but the wire is paced by the window.
     for (let off = 0; off < total; off += 64 * 1024) s.write(data.subarray(off, off + 64 * 1024))
     s.end()
     const srv = await serverSide
     srv.pause()
     await new Promise((r) => setTimeout(r, 200))
-    writtenUntilBlocked = srv.received
+    const writtenUntilBlocked = srv.received
     tt.ok(
       srv.received <= INITIAL_STREAM_WINDOW,
       `receiver holds ${srv.received} bytes, at most one initial window (${INITIAL_STREAM_WINDOW})`,

@@ -1,0 +1,105 @@
+// Child processes for the bench: forking a tsx child with --expose-gc, request/reply over IPC
+// with a deadline, gc'd memory snapshots, and the guarantee that no child outlives the bench.
+import { fork, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import type { Pki } from './links.js'
+import type { PathName } from './muxes.js'
+
+export type Request =
+  | { id: number; cmd: 'init'; path: PathName; pki: Pki }
+  | { id: number; cmd: 'mem' }
+  | { id: number; cmd: 'dial'; path: PathName; pki: Pki; port: number }
+  | { id: number; cmd: 'fill'; n: number }
+export type Command = Request extends infer R
+  ? R extends { id: number }
+    ? Omit<R, 'id'>
+    : never
+  : never
+
+export interface Mem {
+  heapUsed: number
+  rss: number
+}
+export interface Reply {
+  id: number
+  error?: string
+  port?: number
+  mem?: Mem
+  streams?: number
+}
+
+/** Heap after full collections; several passes so weak/finalizer-held garbage is gone too. */
+export function memSnapshot(): Mem {
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (!gc) throw new Error('child started without --expose-gc')
+  for (let i = 0; i < 4; i++) gc()
+  const m = process.memoryUsage()
+  return { heapUsed: m.heapUsed, rss: m.rss }
+}
+
+const live = new Set<ChildProcess>()
+function killAll(): void {
+  for (const c of live) c.kill('SIGKILL')
+  live.clear()
+}
+process.on('exit', killAll)
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    killAll()
+    process.exit(130)
+  })
+}
+
+export class Child {
+  private nextId = 1
+  private pending = new Map<number, (r: Reply) => void>()
+  private exited: string | null = null
+
+  private constructor(private proc: ChildProcess) {
+    proc.on('message', (m) => {
+      const r = m as Reply
+      this.pending.get(r.id)?.(r)
+      this.pending.delete(r.id)
+    })
+    proc.on('exit', (code, sig) => {
+      live.delete(proc)
+      this.exited = `child exited (${sig ?? code})`
+      for (const cb of this.pending.values()) cb({ id: 0, error: this.exited })
+      this.pending.clear()
+    })
+  }
+
+  /** `file` is a module in this directory, e.g. 'server.ts'. */
+  static spawn(file: string): Child {
+    const script = fileURLToPath(new URL(file, import.meta.url))
+    // Child stdout goes to our stderr: with --json our stdout must be exactly one line.
+    const proc = fork(script, [], {
+      execArgv: ['--import', 'tsx', '--expose-gc'],
+      stdio: ['ignore', 2, 'inherit', 'ipc'],
+    })
+    live.add(proc)
+    return new Child(proc)
+  }
+
+  request(cmd: Command, timeoutMs = 30_000): Promise<Reply> {
+    if (this.exited) return Promise.reject(new Error(this.exited))
+    const id = this.nextId++
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id)
+        reject(new Error(`child did not answer ${cmd.cmd} in ${timeoutMs} ms`))
+      }, timeoutMs)
+      this.pending.set(id, (r) => {
+        clearTimeout(timer)
+        if (r.error) reject(new Error(r.error))
+        else resolve(r)
+      })
+      this.proc.send({ ...cmd, id })
+    })
+  }
+
+  kill(): void {
+    this.proc.kill('SIGKILL')
+    live.delete(this.proc)
+  }
+}
