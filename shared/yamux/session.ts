@@ -1,6 +1,6 @@
 // A yamux session over one reliable byte stream (TCP, TLS, in-memory), in either role: the
 // stream table, the frame dispatch, opens and accepts with their backlog, GoAway, ping and
-// keepalive, and the one writer to the transport (corked per tick, paced by its 'drain').
+// keepalive, and the one writer to the transport (batched per tick, paced by its 'drain').
 // It does not authenticate, route or name anything above stream ids: that is the tunnel's job.
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
@@ -43,6 +43,9 @@ export interface SessionStats {
 /** Peer-closed stream ids remembered to tell a late frame from a hostile one. */
 const TOMBSTONES = 1024
 
+/** Batches smaller than this are copied into one buffer (Node's pool serves it without a new allocation). */
+const COALESCE_BYTES = 4096
+
 /** Events a session emits, with their arguments. */
 export interface SessionEvents {
   /** An inbound stream, already acknowledged. */
@@ -82,7 +85,9 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost {
   private unacknowledged = 0
   private refusedOpens = 0
   private localGoAway = false
-  private corked = false
+  /** Frames written this tick, handed to the transport together on the next tick. */
+  private outQueue: Buffer[] = []
+  private outBytes = 0
   private rxStream: YamuxStream | undefined
   private stallTimer: TimerHandle | undefined
 
@@ -193,6 +198,7 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost {
             ? GoAwayCode.InternalError
             : GoAwayCode.Normal
       this.writeRaw(encodeHeader(FrameType.GoAway, 0, 0, code))
+      this.flushOut()
     }
     this.timers.clearAll()
     const shutdown = this.shutdownError()
@@ -440,7 +446,7 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost {
       case FrameType.Ping:
         if (h.flags & Flag.SYN) {
           // A peer that floods pings while not reading our replies gets no more replies.
-          if (this.transport.writableLength < this.config.maxPendingControlBytes) {
+          if (this.transport.writableLength + this.outBytes < this.config.maxPendingControlBytes) {
             this.sendFrame(FrameType.Ping, Flag.ACK, 0, h.length)
           }
         } else {
@@ -490,14 +496,11 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost {
   private writeRaw(buf: Buffer): void {
     const t = this.transport
     if (t.destroyed || t.writableEnded) return
-    if (!this.corked) {
-      this.corked = true
-      t.cork()
-      process.nextTick(uncork, this, t)
-    }
+    if (this.outQueue.push(buf) === 1) process.nextTick(flushOut, this)
+    this.outBytes += buf.length
     // Past the transport's own high-water mark we keep queueing up to sendBufferBytes: one
-    // 'drain' then releases a batch of frames instead of one, and writev sends them together.
-    if (!t.write(buf) && !this.congested && t.writableLength >= this.config.sendBufferBytes) {
+    // 'drain' then releases a batch of frames instead of one.
+    if (!this.congested && t.writableLength + this.outBytes >= this.config.sendBufferBytes) {
       this.congested = true
       this.stallTimer = this.timers.set(() => {
         this.stallTimer = undefined
@@ -506,9 +509,32 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost {
     }
   }
 
-  /** @internal */
-  uncorked(): void {
-    this.corked = false
+  /**
+   * @internal Hands this tick's frames to the transport. Small batches go as one pooled buffer:
+   * a TLS socket copies every multi-buffer write into a fresh backing store (TLSWrap::DoWrite),
+   * which costs an allocation and GC pressure per frame; one buffer goes through untouched.
+   */
+  flushOut(): void {
+    const queue = this.outQueue
+    const bytes = this.outBytes
+    if (queue.length === 0) return
+    this.outQueue = []
+    this.outBytes = 0
+    const t = this.transport
+    if (t.destroyed || t.writableEnded) return
+    let ok = true
+    if (queue.length === 1) {
+      ok = t.write(queue[0]!)
+    } else if (bytes < COALESCE_BYTES) {
+      ok = t.write(Buffer.concat(queue, bytes))
+    } else {
+      t.cork()
+      for (const buf of queue) ok = t.write(buf)
+      t.uncork()
+    }
+    // Queued past sendBufferBytes but the transport took it all below its own high-water mark:
+    // it will emit no 'drain', so release the waiting streams now.
+    if (ok && this.congested) this.onTransportDrain()
   }
 
   private readonly onTransportData = (chunk: Buffer): void => {
@@ -556,7 +582,6 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost {
   }
 }
 
-function uncork(session: Session, transport: Duplex): void {
-  session.uncorked()
-  transport.uncork()
+function flushOut(session: Session): void {
+  session.flushOut()
 }
