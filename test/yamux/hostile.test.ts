@@ -167,21 +167,23 @@ const cases: Array<{
 ]
 
 for (const c of cases) {
-  t.test(`hostile: ${c.name}`, async (tt) => {
-    const neighbour = await sessionPair(connPairs[1]!)
-    const p = await rawPeer(c.config)
-    tt.teardown(async () => {
-      await p.close()
-      await neighbour.close()
+  for (const transport of ['memory', 'tcp', 'tls']) {
+    t.test(`hostile: ${c.name} [${transport}]`, async (tt) => {
+      const neighbour = await sessionPair(connPairs[1]!)
+      const p = await rawPeer(c.config, transport)
+      tt.teardown(async () => {
+        await p.close()
+        await neighbour.close()
+      })
+      c.script(p)
+      const err = await p.error
+      tt.equal(err.code, c.code, 'typed error event')
+      tt.equal(await p.goAway(), GoAwayCode.ProtocolError, 'GoAway(protocol error) on the wire')
+      tt.ok(p.session.closed, 'offending session closed')
+      tt.equal(p.session.stats().timers, 0, 'no timers left')
+      tt.ok((await neighbour.client.ping()) >= 0, 'a neighbouring session still works')
     })
-    c.script(p)
-    const err = await p.error
-    tt.equal(err.code, c.code, 'typed error event')
-    tt.equal(await p.goAway(), GoAwayCode.ProtocolError, 'GoAway(protocol error) on the wire')
-    tt.ok(p.session.closed, 'offending session closed')
-    tt.equal(p.session.stats().timers, 0, 'no timers left')
-    tt.ok((await neighbour.client.ping()) >= 0, 'a neighbouring session still works')
-  })
+  }
 }
 
 t.test('open flood: opens past the backlog are refused with RST first', async (tt) => {
