@@ -19,15 +19,15 @@ import { connPairs, type ConnPairMaker } from '../helpers/conn-pairs.js'
 import { libp2pPeer, type Libp2pPeer } from '../../bench/peers/libp2p.js'
 import type { PeerRole } from '../../bench/peers/types.js'
 import { nextError, readAll, readExactly, recvBytes, sendBytes } from '../../bench/peers/testkit.js'
-
-type TapTest = Parameters<Extract<Parameters<typeof t.test>[0], (...args: any[]) => any>>[0]
+import { testConfig, type TapTest } from '../helpers/yamux-pair.js'
 
 const MiB = 1024 * 1024
 const STEP_TIMEOUT_MS = 30_000
 const BULK_TIMEOUT_MS = 120_000
 
+/** Deadlines stretched past testConfig's: 64 MiB each way must not trip them on a loaded box. */
 const OUR_CONFIG: Partial<YamuxConfig> = {
-  keepAliveIntervalMs: 0,
+  ...testConfig,
   pingTimeoutMs: 5000,
   streamOpenTimeoutMs: 10_000,
   streamCloseTimeoutMs: 10_000,

@@ -21,12 +21,12 @@ import {
   type YamuxJsPeerOptions,
 } from '../../bench/peers/yamux-js.js'
 import { readAll, readExactly, sendBytes } from '../../bench/peers/testkit.js'
-
-type TapTest = Parameters<Extract<Parameters<typeof t.test>[0], (...args: any[]) => any>>[0]
+import { testConfig, type TapTest } from '../helpers/yamux-pair.js'
 
 const TIMEOUT_MS = 30_000
+/** Deadlines stretched past testConfig's: 64 MiB each way must not trip them on a loaded box. */
 const OUR_CONFIG: Partial<YamuxConfig> = {
-  keepAliveIntervalMs: 0,
+  ...testConfig,
   pingTimeoutMs: 5000,
   streamOpenTimeoutMs: 10_000,
   streamCloseTimeoutMs: 10_000,
