@@ -7,7 +7,7 @@ import type { YamuxConfig } from './config.js'
 import { MAX_STREAM_ID } from './frame.js'
 
 export interface PingHost {
-  readonly closed: boolean
+  isClosed(): boolean
   sendPing(opaque: number): void
   /** Keepalive failed: the session should end with this error. */
   keepAliveFailed(err: HopgateError): void
@@ -89,10 +89,10 @@ export class Pinger {
       this.keepAliveTimer = undefined
       this.ping().then(
         () => {
-          if (!this.host.closed) this.scheduleKeepAlive()
+          if (!this.host.isClosed()) this.scheduleKeepAlive()
         },
         (err: unknown) => {
-          if (this.host.closed) return
+          if (this.host.isClosed()) return
           const timedOut =
             err instanceof HopgateError && err.code === 'HOPGATE_ERR_YAMUX_PING_TIMEOUT'
           this.host.keepAliveFailed(

@@ -98,22 +98,13 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost {
     this.clock = options.clock ?? systemClock
     this.timers = new TimerGroup(this.clock)
     this.transport = transport
-    // eslint-disable-next-line @typescript-eslint/no-this-alias
-    const session = this
     this.nextStreamId = options.role === 'client' ? 1 : 2
     this.decoder = new Decoder(this.sink(), this.config.maxStreamWindowBytes)
-    transport.on('data', this.onTransportData)
-    transport.on('drain', this.onTransportDrain)
-    transport.on('error', this.onTransportError)
-    transport.on('end', this.onTransportEnd)
-    transport.on('close', this.onTransportEnd)
     this.acceptWaiters = new WaitQueue(this.timers)
     this.openWaiters = new WaitQueue(this.timers)
     this.pinger = new Pinger(
       {
-        get closed() {
-          return session.closed
-        },
+        isClosed: () => this.closed,
         sendPing: (opaque) => this.sendFrame(FrameType.Ping, Flag.SYN, 0, opaque),
         keepAliveFailed: (err) => this.fail(err),
       },
@@ -121,6 +112,11 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost {
       this.clock,
       this.timers,
     )
+    transport.on('data', this.onTransportData)
+    transport.on('drain', this.onTransportDrain)
+    transport.on('error', this.onTransportError)
+    transport.on('end', this.onTransportEnd)
+    transport.on('close', this.onTransportEnd)
     this.pinger.startKeepAlive()
   }
 
@@ -213,11 +209,9 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost {
     const t = this.transport
     t.off('data', this.onTransportData)
     t.off('drain', this.onTransportDrain)
-    const stalled =
-      this.stallTimer !== undefined ||
-      isHopgateError(err, 'HOPGATE_ERR_YAMUX_CONNECTION_WRITE_TIMEOUT')
     this.stallTimer = undefined
-    if (stalled || t.destroyed) {
+    // A transport that took nothing for connectionWriteTimeoutMs will not flush a goodbye either.
+    if (t.destroyed || isHopgateError(err, 'HOPGATE_ERR_YAMUX_CONNECTION_WRITE_TIMEOUT')) {
       t.destroy()
     } else {
       t.end()
