@@ -1,0 +1,98 @@
+// The reverse connector: keeps `slots` yamux sessions dialed out to the edges, each slot on its
+// own loop (dial, handshake, serve until the session ends, back off with full jitter, again).
+// Slots prefer distinct edges when several are given and rotate to the next edge on failure.
+// A keepalive failure closes the session at once (shared/yamux), which is the watchdog: the loop
+// never waits for the OS to notice a dead TCP path. Dialing and the handshake are injected.
+import type { Duplex } from 'node:stream'
+import { once } from 'node:events'
+import { Backoff, sleep, type BackoffOptions } from '../shared/backoff.js'
+import { systemClock, type Clock } from '../shared/clock.js'
+import { Session, type YamuxConfig } from '../shared/yamux/index.js'
+
+export interface SlotInfo {
+  slot: number
+  edge: string
+}
+
+export interface ConnectorOptions {
+  /** Edge tunnel addresses (`host:port`). */
+  edges: string[]
+  /** Sessions to keep. @default 2 */
+  slots?: number
+  /** Opens an authenticated transport to `edge` (mutual TLS in production). */
+  dial(edge: string, signal: AbortSignal): Promise<Duplex>
+  /** Runs the control handshake on a fresh session; throws to reject it. */
+  handshake(session: Session, info: SlotInfo): Promise<void>
+  backoff?: BackoffOptions
+  yamux?: Partial<YamuxConfig>
+  clock?: Clock
+  /** Told about each failure, for logs and metrics. */
+  onError?(err: unknown, info: SlotInfo): void
+}
+
+export class ReverseConnector {
+  private readonly abort = new AbortController()
+  private readonly live = new Map<number, { session: Session; edge: string }>()
+  private readonly loops: Array<Promise<void>> = []
+  private readonly clock: Clock
+
+  constructor(private readonly opts: ConnectorOptions) {
+    if (opts.edges.length === 0) throw new RangeError('at least one edge address is needed')
+    this.clock = opts.clock ?? systemClock
+  }
+
+  start(): void {
+    const slots = this.opts.slots ?? 2
+    for (let slot = 0; slot < slots; slot++) this.loops.push(this.run(slot))
+  }
+
+  /** The sessions up now, by slot. */
+  sessions(): Array<{ slot: number; edge: string; session: Session }> {
+    return [...this.live].map(([slot, v]) => ({ slot, ...v }))
+  }
+
+  /** Stops every loop and closes every session. */
+  async stop(): Promise<void> {
+    this.abort.abort()
+    for (const { session } of this.live.values()) session.close()
+    await Promise.all(this.loops)
+  }
+
+  private async run(slot: number): Promise<void> {
+    const { edges } = this.opts
+    const backoff = new Backoff(this.opts.backoff)
+    const signal = this.abort.signal
+    // Slot i starts on edge i: with several edges the slots land on distinct ones.
+    let edgeIndex = slot % edges.length
+    while (!signal.aborted) {
+      const edge = edges[edgeIndex]!
+      const info = { slot, edge }
+      try {
+        const transport = await this.opts.dial(edge, signal)
+        const session = new Session(transport, {
+          role: 'client',
+          ...(this.opts.yamux ? { config: this.opts.yamux } : {}),
+          clock: this.clock,
+        })
+        const closed = once(session, 'close')
+        try {
+          await this.opts.handshake(session, info)
+        } catch (err) {
+          session.close()
+          throw err
+        }
+        this.live.set(slot, { session, edge })
+        backoff.reset()
+        const [why] = (await closed) as [Error | undefined]
+        this.live.delete(slot)
+        if (why && !signal.aborted) this.opts.onError?.(why, info)
+      } catch (err) {
+        if (signal.aborted) break
+        this.opts.onError?.(err, info)
+        edgeIndex = (edgeIndex + 1) % edges.length
+      }
+      if (signal.aborted) break
+      await sleep(backoff.next(), { clock: this.clock, signal }).catch(() => {})
+    }
+  }
+}
