@@ -77,6 +77,177 @@ export const ERROR_CATALOG = {
   HOPGATE_ERR_YAMUX_WRITE_TIMEOUT: { message: 'yamux stream write did not complete in time' },
   HOPGATE_ERR_YAMUX_CLOSE_TIMEOUT: { message: 'yamux peer did not close its side in time' },
   HOPGATE_ERR_YAMUX_PING_TIMEOUT: { message: 'yamux ping was not answered in time' },
+
+  // Stream-open header (shared/tunnel/open-header.ts): the edge built, or the agent received, a
+  // header that breaks docs/PROTOCOL.md. Per stream: the agent answers status 5 and resets it.
+  HOPGATE_ERR_OPEN_HEADER_TOO_LARGE: { message: 'stream-open header is longer than 1 KiB' },
+  HOPGATE_ERR_OPEN_HEADER_TRUNCATED: { message: 'stream-open header ends inside a field' },
+  HOPGATE_ERR_OPEN_HEADER_BAD_VERSION: { message: 'stream-open header has an unknown version' },
+  HOPGATE_ERR_OPEN_HEADER_BAD_FLAGS: { message: 'stream-open header sets reserved flag bits' },
+  HOPGATE_ERR_OPEN_HEADER_BAD_PROJECT: {
+    message: 'stream-open header project is not a lowercase UUID',
+  },
+  HOPGATE_ERR_OPEN_HEADER_UNKNOWN_SERVICE: {
+    message: 'stream-open header names an unknown service',
+  },
+  HOPGATE_ERR_OPEN_HEADER_BAD_PORT: {
+    message: 'stream-open header port must be 1-65535 for service port and 0 otherwise',
+  },
+  HOPGATE_ERR_OPEN_HEADER_BAD_EPOCH: {
+    message: 'stream-open header route epoch is not in 1..2^53-1',
+  },
+  HOPGATE_ERR_OPEN_HEADER_BAD_ADDRESS: {
+    message: 'stream-open header client address is not ip:port or [ipv6]:port',
+  },
+  HOPGATE_ERR_OPEN_HEADER_BAD_TRACE_ID: {
+    message: 'stream-open header trace id is not 1-64 of [A-Za-z0-9._-]',
+  },
+  HOPGATE_ERR_OPEN_HEADER_BAD_EXTENSION: {
+    message: 'stream-open header has an extension that must be understood, or out of order',
+  },
+  HOPGATE_ERR_OPEN_HEADER_TRAILING_GARBAGE: {
+    message: 'stream-open header has bytes after its fields that form no extension',
+  },
+
+  // Open status (shared/tunnel/open-status.ts): the agent's answer to a stream-open header, as
+  // the edge raises it. Per stream, never a GoAway; the HTTP status is what the user gets.
+  HOPGATE_ERR_OPEN_UNKNOWN_PROJECT: {
+    message: 'runner does not host the project',
+    httpStatus: 404,
+  },
+  HOPGATE_ERR_OPEN_STALE_EPOCH: {
+    message: 'runner holds another route epoch for the project',
+    httpStatus: 503,
+  },
+  HOPGATE_ERR_OPEN_REFUSED: {
+    message: 'runner policy refuses this service or port of the project',
+    httpStatus: 403,
+  },
+  HOPGATE_ERR_OPEN_TARGET_DOWN: {
+    message: 'runner could not reach the project service',
+    httpStatus: 502,
+  },
+  HOPGATE_ERR_OPEN_BAD_HEADER: {
+    message: 'runner refused the stream-open header',
+    httpStatus: 502,
+  },
+  HOPGATE_ERR_OPEN_OVERLOADED: {
+    message: 'runner takes no new streams now (draining or at a limit)',
+    httpStatus: 503,
+  },
+  HOPGATE_ERR_OPEN_BAD_STATUS: {
+    message: 'runner answered an unknown open status',
+    httpStatus: 502,
+  },
+
+  // Control stream (shared/tunnel/control.ts): a hostile or broken control message ends the
+  // session with GoAway(protocol error); other sessions are untouched.
+  HOPGATE_ERR_CONTROL_TOO_LARGE: { message: 'control message is longer than 64 KiB', goAway: 1 },
+  HOPGATE_ERR_CONTROL_BAD_JSON: { message: 'control message is not UTF-8 JSON', goAway: 1 },
+  HOPGATE_ERR_CONTROL_BAD_MESSAGE: {
+    message: 'control message does not match the schema of its type',
+    goAway: 1,
+  },
+  HOPGATE_ERR_CONTROL_UNKNOWN_TYPE: {
+    message: 'control message type is unknown or not sent by that side',
+    goAway: 1,
+  },
+  HOPGATE_ERR_CONTROL_OUT_OF_ORDER: {
+    message: 'control message is out of sequence or before the handshake',
+    goAway: 1,
+  },
+  HOPGATE_ERR_CONTROL_TRUNCATED: {
+    message: 'control stream ended inside a message',
+    goAway: 1,
+  },
+
+  // PKI (certs/): state files and peer identity. Identity errors end a TLS connection before any
+  // yamux session exists, so they carry no GoAway code.
+  HOPGATE_ERR_PKI_ID_INVALID: {
+    message: 'runner or edge id must be 1-63 of [a-z0-9-], starting with a letter or digit',
+    exitCode: 2,
+  },
+  HOPGATE_ERR_PKI_STATE_INVALID: {
+    message: 'PKI files in the state directory are missing, unreadable or inconsistent',
+  },
+  HOPGATE_ERR_PKI_STATE_LOCKED: { message: 'a state file stayed locked by another process' },
+  HOPGATE_ERR_PKI_NO_PEER_CERT: { message: 'peer presented no certificate' },
+  HOPGATE_ERR_PKI_WRONG_ISSUER: { message: 'certificate was not issued by the expected CA' },
+  HOPGATE_ERR_PKI_CERT_EXPIRED: { message: 'certificate is expired or not yet valid' },
+  HOPGATE_ERR_PKI_WRONG_USAGE: {
+    message: 'certificate is a CA or lacks the required extended key usage',
+  },
+  HOPGATE_ERR_PKI_BAD_IDENTITY: {
+    message: 'certificate does not name exactly one hopgate identity of the expected kind',
+  },
+  HOPGATE_ERR_PKI_REVOKED: { message: 'runner or certificate is revoked' },
+  HOPGATE_ERR_PKI_TLS_UNVERIFIED: { message: 'TLS did not verify the peer certificate chain' },
+
+  // Enrollment (certs/enroll.ts): join tokens and the join exchange. Messages never hold secrets.
+  HOPGATE_ERR_JOIN_TOKEN_MALFORMED: {
+    message: 'join token is not of the form hg1.<fingerprint>.<secret>',
+    exitCode: 2,
+  },
+  HOPGATE_ERR_JOIN_TOKEN_INVALID: { message: 'join token is not known to this edge' },
+  HOPGATE_ERR_JOIN_TOKEN_EXPIRED: { message: 'join token has expired' },
+  HOPGATE_ERR_JOIN_TOKEN_USED: { message: 'join token was already used' },
+  HOPGATE_ERR_JOIN_CSR_INVALID: {
+    message: 'certificate signing request is malformed, badly signed or has a weak key',
+  },
+  HOPGATE_ERR_JOIN_MESSAGE_TOO_LARGE: { message: 'join message is larger than allowed' },
+  HOPGATE_ERR_JOIN_BAD_MESSAGE: {
+    message: 'join message is malformed or of an unknown type or version',
+  },
+  HOPGATE_ERR_JOIN_TIMEOUT: { message: 'join exchange did not complete in time' },
+  HOPGATE_ERR_JOIN_CONNECTION_FAILED: {
+    message: 'join connection failed or closed before the answer',
+  },
+  HOPGATE_ERR_JOIN_ALPN_MISMATCH: { message: 'edge did not select the hopgate-join/1 protocol' },
+  HOPGATE_ERR_JOIN_EDGE_UNTRUSTED: {
+    message: 'edge certificate chain does not end in the CA pinned by the join token',
+  },
+  HOPGATE_ERR_JOIN_INTERNAL: { message: 'edge failed to complete the join' },
+  HOPGATE_ERR_JOIN_REFUSED: { message: 'edge refused the join with an unknown code' },
+
+  // Routing (edge/routing/): routes, runner leases and the route store. A refused stream answers
+  // with the HTTP status; a corrupt or unwritable store stops the edge at startup.
+  HOPGATE_ERR_ROUTE_PROJECT_INVALID: {
+    message: 'project id is not a lowercase UUID',
+    httpStatus: 400,
+    exitCode: 2,
+  },
+  HOPGATE_ERR_ROUTE_STATE_INVALID: {
+    message: 'route state is not one of active, moving, draining',
+    httpStatus: 400,
+    exitCode: 2,
+  },
+  HOPGATE_ERR_ROUTE_NOT_FOUND: { message: 'project has no route', httpStatus: 404 },
+  HOPGATE_ERR_ROUTE_CONFLICT: {
+    message: 'route compare-and-set lost: the epoch changed',
+    httpStatus: 409,
+  },
+  HOPGATE_ERR_ROUTE_MOVING: { message: 'project is moving to another runner', httpStatus: 503 },
+  HOPGATE_ERR_RUNNER_INVALID: {
+    message: 'runner id, lease or reported fields are invalid',
+    httpStatus: 400,
+    exitCode: 2,
+  },
+  HOPGATE_ERR_RUNNER_UNKNOWN: { message: 'runner is not registered' },
+  HOPGATE_ERR_RUNNER_UNAVAILABLE: {
+    message: 'the runner of this project is unavailable',
+    httpStatus: 503,
+  },
+  HOPGATE_ERR_RUNNER_NONE_AVAILABLE: {
+    message: 'no healthy runner has room for the project',
+    httpStatus: 503,
+  },
+  HOPGATE_ERR_STORE_CORRUPT: { message: 'route store file is corrupt', exitCode: 65 },
+  HOPGATE_ERR_STORE_IO: {
+    message: 'route store could not read or write its file',
+    httpStatus: 503,
+    exitCode: 74,
+  },
+  HOPGATE_ERR_STORE_CLOSED: { message: 'route store is closed', httpStatus: 503 },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERROR_CATALOG
