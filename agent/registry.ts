@@ -87,6 +87,24 @@ export class TargetRegistry {
     return this.projects.size
   }
 
+  /** What the hello and `projects` messages announce: which services each project offers. */
+  hosted(): Array<{
+    project: string
+    services: { ssh: boolean; raw: boolean; ports: Array<number | [number, number]> }
+  }> {
+    return this.list().map((project) => {
+      const t = this.projects.get(project)!
+      return {
+        project,
+        services: {
+          ssh: t.sshPort !== undefined,
+          raw: t.rawPort !== undefined,
+          ports: t.allowedPorts.map((p) => (typeof p === 'number' ? p : [p[0], p[1]])),
+        },
+      }
+    })
+  }
+
   /** Where a stream for (project, service, port) may go, or why it may not. */
   resolve(project: string, service: ServiceName, port = 0): Resolution {
     const t = this.projects.get(project)

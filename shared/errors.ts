@@ -160,6 +160,11 @@ export const ERROR_CATALOG = {
     message: 'control stream ended inside a message',
     goAway: 1,
   },
+  HOPGATE_ERR_CONTROL_ID_MISMATCH: {
+    message: 'the runner id in the hello differs from the certificate',
+    goAway: 1,
+  },
+  HOPGATE_ERR_CONTROL_REFUSED: { message: 'the edge refused the session' },
 
   // PKI (certs/): state files and peer identity. Identity errors end a TLS connection before any
   // yamux session exists, so they carry no GoAway code.

@@ -23,6 +23,7 @@ export interface OpenRequest {
 }
 
 export interface OpenedStream {
+  /** Paused, positioned at the first payload byte: pipe it or resume() it. */
   stream: YamuxStream
   runner: string
   epoch: number

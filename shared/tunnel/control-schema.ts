@@ -44,6 +44,8 @@ export const helloSchema = z.object({
   version: z.int().min(1).max(255),
   /** Informational: the edge takes the id from the certificate and refuses a mismatch. */
   runnerId: nodeId.optional(),
+  /** The agent's connection slot: a new session in a slot the runner holds supersedes the old. */
+  slot: z.int().min(0).max(63).optional(),
   projects: z.array(hostedProject).max(MAX_LIST),
   capacity: z.object({ maxProjects: count, cpus: count, memoryBytes: count }),
   storage: z
