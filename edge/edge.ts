@@ -1,0 +1,108 @@
+// One edge process, assembled: PKI and stores from the state directory, the router, the session
+// table, the tunnel listener (enrollment and agent sessions), raw TCP ingress, and the watch that
+// closes a revoked runner's live sessions within one heartbeat interval. HTTP, SSH and the admin
+// API join here in later issues; each is one more ingress over the same opener.
+import { systemClock } from '../shared/clock.js'
+import { loadPki } from '../certs/pki.js'
+import { FileTokenStore } from '../certs/tokens.js'
+import { RevocationList } from '../certs/revocation.js'
+import { EmbeddedStore } from './routing/embedded-store.js'
+import { Router } from './routing/router.js'
+import { SessionTable } from './tunnel/sessions.js'
+import { StreamOpener } from './tunnel/opener.js'
+import { startTunnelListener, type TunnelListener } from './tunnel/listener.js'
+import { startTcpIngress, type TcpIngress, type TcpMapping } from './ingress/tcp.js'
+
+export interface EdgeOptions {
+  stateDir: string
+  /** Tunnel listener address. @default 127.0.0.1:7443 */
+  tunnelHost?: string
+  tunnelPort?: number
+  /** Raw TCP ingress mappings. */
+  tcp?: TcpMapping[]
+  heartbeatIntervalMs?: number
+  leaseTtlMs?: number
+  /** Refusals and failures, for logs and metrics (reason code first). */
+  onEvent?: (event: string, detail: Record<string, unknown>) => void
+}
+
+export interface Edge {
+  edgeId: string
+  tunnel: TunnelListener
+  tcp: TcpIngress[]
+  sessions: SessionTable
+  store: EmbeddedStore
+  router: Router
+  opener: StreamOpener
+  revocation: RevocationList
+  close(): Promise<void>
+}
+
+export async function startEdge(opts: EdgeOptions): Promise<Edge> {
+  const pki = await loadPki(opts.stateDir)
+  const tokens = new FileTokenStore(opts.stateDir)
+  const revocation = await RevocationList.open(opts.stateDir)
+  const store = await EmbeddedStore.open({ stateDir: opts.stateDir, clock: systemClock })
+  const router = new Router({ store, clock: systemClock })
+  const sessions = new SessionTable()
+  const opener = new StreamOpener({ router, sessions })
+  const heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 5000
+  const event = opts.onEvent ?? (() => {})
+  const tunnel = await startTunnelListener({
+    host: opts.tunnelHost ?? '127.0.0.1',
+    port: opts.tunnelPort ?? 7443,
+    pki,
+    tokens,
+    revocation,
+    control: {
+      edgeId: pki.edgeId,
+      store,
+      sessions,
+      heartbeatIntervalMs,
+      ...(opts.leaseTtlMs ? { leaseTtlMs: opts.leaseTtlMs } : {}),
+      onError: (err, runnerId) => event('control-error', { runnerId, err }),
+    },
+    onRefused: (code, detail) => event('tunnel-refused', { code, ...detail }),
+    onSession: (runnerId) => event('session', { runnerId }),
+  })
+  const tcp: TcpIngress[] = []
+  for (const mapping of opts.tcp ?? []) {
+    tcp.push(
+      await startTcpIngress(mapping, opener, (err) =>
+        event('tcp-refused', { err, project: mapping.project }),
+      ),
+    )
+  }
+  // `hopgate runner revoke` writes the list from another process: re-read it every heartbeat.
+  const watch = setInterval(() => {
+    revocation.reload().then(
+      () => {
+        for (const runnerId of sessions.runners()) {
+          if (revocation.isRevoked(runnerId)) {
+            event('runner-revoked', { runnerId, sessions: sessions.revoke(runnerId) })
+          }
+        }
+      },
+      (err: unknown) => event('revocation-reload-failed', { err }),
+    )
+  }, heartbeatIntervalMs)
+  watch.unref()
+  return {
+    edgeId: pki.edgeId,
+    tunnel,
+    tcp,
+    sessions,
+    store,
+    router,
+    opener,
+    revocation,
+    close: async () => {
+      clearInterval(watch)
+      await Promise.all(tcp.map((t) => t.close()))
+      for (const runnerId of sessions.runners())
+        for (const e of sessions.sessions(runnerId)) e.session.close()
+      await tunnel.close()
+      await store.close()
+    },
+  }
+}

@@ -1,0 +1,123 @@
+// Edge and agent assembled as they run, in one process but over real loopback sockets: CA init,
+// a join token, enrollment over TLS, the agent's reverse sessions (two slots), raw TCP ingress to
+// a project's port, and revocation closing live sessions within one heartbeat interval.
+import t from 'tap'
+import net from 'node:net'
+import { once } from 'node:events'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createHash, randomBytes } from 'node:crypto'
+import { initCa } from '../../certs/pki.js'
+import { createJoinToken, FileTokenStore } from '../../certs/tokens.js'
+import { joinOverTls, saveRunnerIdentity } from '../../certs/enroll.js'
+import { wallClock } from '../../certs/state.js'
+import { startEdge } from '../../edge/edge.js'
+import { startAgent } from '../../agent/agent.js'
+import { parseTcpMapping } from '../../edge/ingress/tcp.js'
+
+const P = '0f8fad5b-d9cb-469f-a165-70867728950e'
+const GiB = 1024 ** 3
+
+async function until(
+  cond: () => boolean | Promise<boolean>,
+  what: string,
+  ms = 5000,
+): Promise<void> {
+  const end = Date.now() + ms
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`not reached in ${ms} ms: ${what}`)
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
+
+t.test('enroll, connect, reach a project through raw TCP ingress, revoke', async (tt) => {
+  const edgeDir = await mkdtemp(join(tmpdir(), 'hopgate-edge-'))
+  const agentDir = await mkdtemp(join(tmpdir(), 'hopgate-agent-'))
+  tt.teardown(() =>
+    Promise.all([
+      rm(edgeDir, { recursive: true, force: true }),
+      rm(agentDir, { recursive: true, force: true }),
+    ]),
+  )
+
+  const echo = net.createServer(
+    { allowHalfOpen: true },
+    (s) => (s.on('error', () => {}), s.pipe(s)),
+  )
+  echo.listen(0, '127.0.0.1')
+  await once(echo, 'listening')
+  tt.teardown(() => new Promise<void>((r) => echo.close(() => r())))
+  const echoPort = (echo.address() as net.AddressInfo).port
+
+  const { pki } = await initCa(edgeDir, { edgeId: 'edge-1' })
+  const token = await createJoinToken(new FileTokenStore(edgeDir), {
+    runnerId: 'runner-a',
+    ttlMs: 15 * 60_000,
+    edgeCaFingerprint: pki.edgeCa.fingerprint.base64url,
+    clock: wallClock,
+  })
+  const events: Array<[string, Record<string, unknown>]> = []
+  const edge = await startEdge({
+    stateDir: edgeDir,
+    tunnelPort: 0,
+    tcp: [parseTcpMapping(`127.0.0.1:0=${P}:${echoPort}`)],
+    heartbeatIntervalMs: 200,
+    onEvent: (e, d) => events.push([e, d]),
+  })
+  tt.teardown(() => edge.close())
+  const tunnelPort = edge.tunnel.address.port
+
+  const identity = await joinOverTls({ host: '127.0.0.1', port: tunnelPort, token })
+  tt.equal(identity.runnerId, 'runner-a', 'the runner id comes from the token record')
+  await saveRunnerIdentity(agentDir, identity)
+  await tt.rejects(
+    joinOverTls({ host: '127.0.0.1', port: tunnelPort, token }),
+    { code: 'HOPGATE_ERR_JOIN_TOKEN_USED' },
+    'a join token works once',
+  )
+
+  const agent = await startAgent({
+    stateDir: agentDir,
+    edges: [`127.0.0.1:${tunnelPort}`],
+    slots: 2,
+    projects: { [P]: { host: '127.0.0.1', allowedPorts: [echoPort] } },
+    report: () => ({
+      capacity: { maxProjects: 10, cpus: 2, memoryBytes: 8 * GiB },
+      storage: { freeBytes: 50 * GiB, totalBytes: 100 * GiB },
+    }),
+  })
+  tt.teardown(() => agent.close())
+  await until(() => edge.sessions.sessions('runner-a').length === 2, 'two sessions from the agent')
+  tt.equal((await edge.store.getRoute(P))?.runner, 'runner-a', 'the hosted project is routed to it')
+
+  const data = randomBytes(8 * 1024 * 1024)
+  const client = net.connect(edge.tcp[0]!.address.port, '127.0.0.1')
+  const chunks: Buffer[] = []
+  client.on('data', (c: Buffer) => chunks.push(c))
+  client.end(data)
+  await once(client, 'end')
+  const got = Buffer.concat(chunks)
+  tt.equal(
+    createHash('sha256').update(got).digest('hex'),
+    createHash('sha256').update(data).digest('hex'),
+    '8 MiB through edge and agent, intact',
+  )
+
+  const revokedAt = Date.now()
+  await edge.revocation.revoke('runner-a')
+  await until(
+    () => edge.sessions.sessions('runner-a').length === 0,
+    'revoked sessions closed',
+    2000,
+  )
+  tt.ok(
+    Date.now() - revokedAt < 1000,
+    `live sessions closed ${Date.now() - revokedAt} ms after revocation`,
+  )
+  await until(
+    () => events.some(([e, d]) => e === 'tunnel-refused' && d.code === 'HOPGATE_ERR_PKI_REVOKED'),
+    'a reconnect refused as revoked',
+  )
+  tt.pass('the agent’s reconnects are refused with HOPGATE_ERR_PKI_REVOKED')
+})
