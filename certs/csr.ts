@@ -101,8 +101,9 @@ export interface SignRunnerCsrOptions {
 }
 
 /**
- * Issues the runner's client certificate: runner CA, URI SAN urn:hopgate:runner:<id>, EKU
- * clientAuth only, random serial, `lifetimeMs` from now (never past the CA's own expiry).
+ * Issues the runner's certificate: runner CA, URI SAN urn:hopgate:runner:<id>, EKU clientAuth
+ * (it dials edges) and serverAuth (an in-cluster agent also listens for the edge's direct dial),
+ * random serial, `lifetimeMs` from now (never past the CA's own expiry).
  */
 export function signRunnerCsr(opts: SignRunnerCsrOptions): string {
   assertId(opts.runnerId)
@@ -123,6 +124,7 @@ export function signRunnerCsr(opts: SignRunnerCsrOptions): string {
     issuerCertPem: opts.runnerCa.certPem,
     uris: [URI_PREFIX.runner + opts.runnerId],
     clientAuth: true,
+    serverAuth: true,
     notBefore: new Date(notBefore),
     lifetimeMs: notAfter - notBefore,
   })

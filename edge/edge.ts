@@ -10,8 +10,10 @@ import { EmbeddedStore } from './routing/embedded-store.js'
 import { Router } from './routing/router.js'
 import { SessionTable } from './tunnel/sessions.js'
 import { StreamOpener } from './tunnel/opener.js'
+import { DirectDialer } from './tunnel/direct.js'
 import { startTunnelListener, type TunnelListener } from './tunnel/listener.js'
 import { startTcpIngress, type TcpIngress, type TcpMapping } from './ingress/tcp.js'
+import { startAdmin, type AdminServer } from './admin.js'
 
 export interface EdgeOptions {
   stateDir: string
@@ -22,6 +24,9 @@ export interface EdgeOptions {
   tcp?: TcpMapping[]
   heartbeatIntervalMs?: number
   leaseTtlMs?: number
+  /** Admin HTTP API (edge/admin.ts); started only when adminPort is given (0 picks a port). */
+  adminHost?: string
+  adminPort?: number
   /** Refusals and failures, for logs and metrics (reason code first). */
   onEvent?: (event: string, detail: Record<string, unknown>) => void
 }
@@ -35,6 +40,7 @@ export interface Edge {
   router: Router
   opener: StreamOpener
   revocation: RevocationList
+  admin?: Pick<AdminServer, 'address'>
   close(): Promise<void>
 }
 
@@ -45,23 +51,30 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   const store = await EmbeddedStore.open({ stateDir: opts.stateDir, clock: systemClock })
   const router = new Router({ store, clock: systemClock })
   const sessions = new SessionTable()
-  const opener = new StreamOpener({ router, sessions })
   const heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 5000
   const event = opts.onEvent ?? (() => {})
+  const control = {
+    edgeId: pki.edgeId,
+    store,
+    sessions,
+    heartbeatIntervalMs,
+    ...(opts.leaseTtlMs ? { leaseTtlMs: opts.leaseTtlMs } : {}),
+    onError: (err: unknown, runnerId: string) => event('control-error', { runnerId, err }),
+  }
+  // In-cluster runners: dialed when no reverse session is there (and reverse ones need no dial).
+  const direct = new DirectDialer({ pki, store, revocation, control })
+  const opener = new StreamOpener({
+    router,
+    sessions,
+    connect: (runnerId) => direct.connect(runnerId),
+  })
   const tunnel = await startTunnelListener({
     host: opts.tunnelHost ?? '127.0.0.1',
     port: opts.tunnelPort ?? 7443,
     pki,
     tokens,
     revocation,
-    control: {
-      edgeId: pki.edgeId,
-      store,
-      sessions,
-      heartbeatIntervalMs,
-      ...(opts.leaseTtlMs ? { leaseTtlMs: opts.leaseTtlMs } : {}),
-      onError: (err, runnerId) => event('control-error', { runnerId, err }),
-    },
+    control,
     onRefused: (code, detail) => event('tunnel-refused', { code, ...detail }),
     onSession: (runnerId) => event('session', { runnerId }),
   })
@@ -87,6 +100,19 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     )
   }, heartbeatIntervalMs)
   watch.unref()
+  let admin: AdminServer | undefined
+  if (opts.adminPort !== undefined) {
+    admin = await startAdmin({
+      host: opts.adminHost ?? '127.0.0.1',
+      port: opts.adminPort,
+      store,
+      router,
+      sessions,
+      revocation,
+      ready: () => tunnel.server.listening,
+      onRevoke: (runnerId, closed) => event('runner-revoked', { runnerId, sessions: closed }),
+    })
+  }
   return {
     edgeId: pki.edgeId,
     tunnel,
@@ -96,8 +122,10 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     router,
     opener,
     revocation,
+    ...(admin ? { admin: { address: admin.address } } : {}),
     close: async () => {
       clearInterval(watch)
+      await admin?.close()
       await Promise.all(tcp.map((t) => t.close()))
       for (const runnerId of sessions.runners())
         for (const e of sessions.sessions(runnerId)) e.session.close()

@@ -253,6 +253,18 @@ export const ERROR_CATALOG = {
     exitCode: 74,
   },
   HOPGATE_ERR_STORE_CLOSED: { message: 'route store is closed', httpStatus: 503 },
+
+  // Edge admin API (edge/admin.ts) and the CLI commands that call it.
+  HOPGATE_ERR_ADMIN_BAD_REQUEST: {
+    message: 'admin request body is not the JSON the endpoint expects',
+    httpStatus: 400,
+  },
+  HOPGATE_ERR_ADMIN_NOT_FOUND: {
+    message: 'no admin endpoint at this method and path',
+    httpStatus: 404,
+  },
+  HOPGATE_ERR_ADMIN_UNREACHABLE: { message: 'the edge admin API could not be reached' },
+  HOPGATE_ERR_ADMIN_FAILED: { message: 'the edge admin API answered with an error' },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERROR_CATALOG

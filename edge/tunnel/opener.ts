@@ -35,6 +35,8 @@ export interface OpenerOptions {
   sessions: SessionTable
   /** The agent's status byte must come within this, in ms. @default 10000 */
   statusTimeoutMs?: number
+  /** Called when a runner has no live session here (the direct connector dials it). */
+  connect?: (runnerId: string) => Promise<void>
 }
 
 export class StreamOpener {
@@ -52,7 +54,11 @@ export class StreamOpener {
 
   private async attempt(req: OpenRequest, traceId: string): Promise<OpenedStream> {
     const route = await this.opts.router.resolve(req.project)
-    const entry = this.opts.sessions.pick(route.runner)
+    let entry = this.opts.sessions.pick(route.runner)
+    if (!entry && this.opts.connect) {
+      await this.opts.connect(route.runner)
+      entry = this.opts.sessions.pick(route.runner)
+    }
     if (!entry) {
       throw new HopgateError('HOPGATE_ERR_RUNNER_UNAVAILABLE', `no live session to ${route.runner}`)
     }

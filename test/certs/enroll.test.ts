@@ -13,7 +13,7 @@ import {
   saveRunnerIdentity,
   type RunnerIdentity,
 } from '../../certs/enroll.js'
-import { EKU_CLIENT_AUTH, runnerIdFromCert } from '../../certs/identity.js'
+import { EKU_CLIENT_AUTH, EKU_SERVER_AUTH, runnerIdFromCert } from '../../certs/identity.js'
 import { wallClock } from '../../certs/state.js'
 import { FileTokenStore, createJoinToken } from '../../certs/tokens.js'
 import { JOIN_ALPN, encodeMessage, readOneMessage } from '../../certs/wire.js'
@@ -34,7 +34,11 @@ t.test('join, store the identity, then pass a strict mutual-TLS server', async (
   t.equal(id.runnerCaPem, pki.runnerCa.certPem)
   const cert = new X509Certificate(id.certPem)
   t.equal(cert.subjectAltName, 'URI:urn:hopgate:runner:runner-1')
-  t.same(cert.keyUsage, [EKU_CLIENT_AUTH], 'clientAuth only')
+  t.same(
+    [...(cert.keyUsage ?? [])].sort(),
+    [EKU_CLIENT_AUTH, EKU_SERVER_AUTH].sort(),
+    'clientAuth to dial edges, serverAuth for the direct connector',
+  )
   t.notOk(cert.ca)
   const life = Date.parse(cert.validTo) - Date.now()
   t.ok(life > 23.9 * 3600_000 && life <= 24 * 3600_000, '24 h from now')

@@ -121,3 +121,70 @@ t.test('enroll, connect, reach a project through raw TCP ingress, revoke', async
   )
   tt.pass('the agent’s reconnects are refused with HOPGATE_ERR_PKI_REVOKED')
 })
+
+t.test('direct connector: with no reverse session left, the edge dials the agent', async (tt) => {
+  const edgeDir = await mkdtemp(join(tmpdir(), 'hopgate-edge-'))
+  const agentDir = await mkdtemp(join(tmpdir(), 'hopgate-agent-'))
+  tt.teardown(() =>
+    Promise.all([
+      rm(edgeDir, { recursive: true, force: true }),
+      rm(agentDir, { recursive: true, force: true }),
+    ]),
+  )
+  const echo = net.createServer(
+    { allowHalfOpen: true },
+    (s) => (s.on('error', () => {}), s.pipe(s)),
+  )
+  echo.listen(0, '127.0.0.1')
+  await once(echo, 'listening')
+  tt.teardown(() => new Promise<void>((r) => echo.close(() => r())))
+  const echoPort = (echo.address() as net.AddressInfo).port
+  const { pki } = await initCa(edgeDir, { edgeId: 'edge-1' })
+  const token = await createJoinToken(new FileTokenStore(edgeDir), {
+    runnerId: 'runner-d',
+    ttlMs: 60_000,
+    edgeCaFingerprint: pki.edgeCa.fingerprint.base64url,
+    clock: wallClock,
+  })
+  const edge = await startEdge({
+    stateDir: edgeDir,
+    tunnelPort: 0,
+    tcp: [parseTcpMapping(`127.0.0.1:0=${P}:${echoPort}`)],
+    heartbeatIntervalMs: 200,
+  })
+  tt.teardown(() => edge.close())
+  await saveRunnerIdentity(
+    agentDir,
+    await joinOverTls({ host: '127.0.0.1', port: edge.tunnel.address.port, token }),
+  )
+  const agent = await startAgent({
+    stateDir: agentDir,
+    edges: [`127.0.0.1:${edge.tunnel.address.port}`],
+    slots: 1,
+    listen: { host: '127.0.0.1', port: 0 },
+    projects: { [P]: { host: '127.0.0.1', allowedPorts: [echoPort] } },
+    report: () => ({
+      capacity: { maxProjects: 10, cpus: 2, memoryBytes: 8 * GiB },
+      storage: { freeBytes: 50 * GiB, totalBytes: 100 * GiB },
+    }),
+  })
+  tt.teardown(() => agent.close())
+  await until(() => edge.sessions.sessions('runner-d').length === 1, 'reverse session up')
+  tt.equal(
+    (await edge.store.getRunner('runner-d'))?.directAddress,
+    `127.0.0.1:${agent.direct!.address.port}`,
+    'direct address registered',
+  )
+  await agent.connector!.stop()
+  await until(() => edge.sessions.sessions('runner-d').length === 0, 'reverse session gone')
+
+  const client = net.connect(edge.tcp[0]!.address.port, '127.0.0.1')
+  const chunks: Buffer[] = []
+  client.on('data', (c: Buffer) => chunks.push(c))
+  client.end('via the direct connector')
+  await once(client, 'end')
+  tt.equal(Buffer.concat(chunks).toString(), 'via the direct connector')
+  const sessions = edge.sessions.sessions('runner-d')
+  tt.equal(sessions.length, 1, 'one session, made by the edge')
+  tt.equal(sessions[0]?.connector, 'direct')
+})

@@ -1,0 +1,192 @@
+// The edge admin HTTP API (default 127.0.0.1:9090, loopback because it is unauthenticated):
+// liveness and readiness, the runner list with health and live sessions, route get and
+// compare-and-set, and revocation that closes a runner's sessions at once. Errors answer as
+// `{error:{code,message}}` with the typed code's HTTP status; `hopgate runners|route|runner` call it.
+import http from 'node:http'
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
+import { HopgateError, isHopgateError } from '../shared/errors.js'
+import type { RevocationList } from '../certs/revocation.js'
+import type { RouteStore } from './routing/store.js'
+import { isRouteConflict } from './routing/store.js'
+import type { Router } from './routing/router.js'
+import { assertProjectId, assertRouteState, assertRunnerId } from './routing/types.js'
+import type { SessionTable } from './tunnel/sessions.js'
+
+/** Request bodies are a few fields; anything larger is a mistake or an attack. */
+const MAX_BODY_BYTES = 16 * 1024
+
+export interface AdminOptions {
+  host: string
+  port: number
+  store: RouteStore
+  router: Router
+  sessions: SessionTable
+  revocation: RevocationList
+  /** Readiness: true while the tunnel listener accepts connections. */
+  ready: () => boolean
+  onRevoke?: (runnerId: string, sessionsClosed: number) => void
+}
+
+export interface AdminServer {
+  server: http.Server
+  address: AddressInfo
+  close(): Promise<void>
+}
+
+type Reply = { status: number; body: unknown }
+
+export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
+  const server = http.createServer((req, res) => {
+    handle(opts, req).then(
+      (reply) => send(res, reply),
+      (err: unknown) => send(res, errorReply(err)),
+    )
+  })
+  // Keep-alive sockets would hold close() for their idle timeout; the API is low-volume.
+  server.keepAliveTimeout = 1000
+  server.listen(opts.port, opts.host)
+  await once(server, 'listening')
+  return {
+    server,
+    address: server.address() as AddressInfo,
+    close: async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+      server.closeAllConnections()
+      await closed
+    },
+  }
+}
+
+async function handle(opts: AdminOptions, req: http.IncomingMessage): Promise<Reply> {
+  const url = new URL(req.url ?? '/', 'http://admin')
+  const parts = url.pathname.split('/').filter((p) => p.length > 0)
+  const method = req.method ?? 'GET'
+  const route = `${method} /${parts.map((p, i) => (i >= 2 ? ':' : p)).join('/')}`
+
+  switch (route) {
+    case 'GET /healthz':
+      return { status: 200, body: { ok: true } }
+    case 'GET /readyz':
+      return opts.ready()
+        ? { status: 200, body: { ready: true } }
+        : { status: 503, body: { ready: false } }
+    case 'GET /v1/runners':
+      return { status: 200, body: { runners: await listRunners(opts) } }
+    case 'GET /v1/routes/:': {
+      const project = decodeURIComponent(parts[2]!)
+      assertProjectId(project)
+      const current = await opts.store.getRoute(project)
+      if (!current) throw new HopgateError('HOPGATE_ERR_ROUTE_NOT_FOUND', project)
+      return { status: 200, body: { route: current } }
+    }
+    case 'PUT /v1/routes/:':
+      return setRoute(opts, decodeURIComponent(parts[2]!), await readJson(req))
+    case 'POST /v1/runners/:/:':
+      if (parts[3] === 'revoke') return revoke(opts, decodeURIComponent(parts[2]!))
+      break
+  }
+  throw new HopgateError('HOPGATE_ERR_ADMIN_NOT_FOUND', `${method} ${url.pathname}`)
+}
+
+async function listRunners(opts: AdminOptions): Promise<unknown[]> {
+  const runners = await opts.store.listRunners()
+  return runners.map((r) => {
+    // lease.expiresAt is in the edge's monotonic clock; only the remaining time means anything
+    // outside this process.
+    const { lease, ...rest } = r
+    return {
+      ...rest,
+      healthy: opts.router.isHealthy(r),
+      sessions: opts.sessions.sessions(r.runnerId).length,
+      leaseRemainingMs: Math.max(0, Math.round(lease.expiresAt - performance.now())),
+      revoked: opts.revocation.isRevoked(r.runnerId),
+    }
+  })
+}
+
+async function setRoute(opts: AdminOptions, project: string, body: unknown): Promise<Reply> {
+  assertProjectId(project)
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new HopgateError('HOPGATE_ERR_ADMIN_BAD_REQUEST', 'expected a JSON object')
+  }
+  const { runner, state = 'active', expectedEpoch, ...extra } = body as Record<string, unknown>
+  const unknown = Object.keys(extra)
+  if (unknown.length > 0) {
+    throw new HopgateError(
+      'HOPGATE_ERR_ADMIN_BAD_REQUEST',
+      `unknown field(s) ${unknown.join(', ')}`,
+    )
+  }
+  assertRunnerId(runner)
+  assertRouteState(state)
+  // Required, not defaulted: a write that does not say which route it replaces is not fenced.
+  if (
+    expectedEpoch !== null &&
+    !(typeof expectedEpoch === 'number' && Number.isSafeInteger(expectedEpoch) && expectedEpoch > 0)
+  ) {
+    throw new HopgateError(
+      'HOPGATE_ERR_ADMIN_BAD_REQUEST',
+      'expectedEpoch must be a positive integer, or null to create the route',
+    )
+  }
+  const next = await opts.store.casRoute(project, expectedEpoch, {
+    runner,
+    state,
+  })
+  return { status: 200, body: { route: next } }
+}
+
+async function revoke(opts: AdminOptions, runnerId: string): Promise<Reply> {
+  assertRunnerId(runnerId)
+  const newly = await opts.revocation.revoke(runnerId, { reason: 'admin API' })
+  // The edge's periodic watch would close them within a heartbeat; the operator asked now.
+  const sessionsClosed = opts.sessions.revoke(runnerId)
+  opts.onRevoke?.(runnerId, sessionsClosed)
+  return { status: 200, body: { runnerId, revoked: true, newly, sessionsClosed } }
+}
+
+async function readJson(req: http.IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length
+    if (size > MAX_BODY_BYTES) {
+      throw new HopgateError('HOPGATE_ERR_ADMIN_BAD_REQUEST', `body over ${MAX_BODY_BYTES} bytes`)
+    }
+    chunks.push(chunk)
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown
+  } catch (err) {
+    throw new HopgateError('HOPGATE_ERR_ADMIN_BAD_REQUEST', 'body is not JSON', { cause: err })
+  }
+}
+
+function errorReply(err: unknown): Reply {
+  if (isRouteConflict(err)) {
+    const body = { error: { code: err.code, message: err.message }, current: err.current ?? null }
+    return { status: 409, body }
+  }
+  if (isHopgateError(err)) {
+    return {
+      status: err.httpStatus ?? 500,
+      body: { error: { code: err.code, message: err.message } },
+    }
+  }
+  // Untyped failures are bugs; their text may hold internals, so it stays in the edge's logs.
+  return {
+    status: 500,
+    body: { error: { code: 'HOPGATE_ERR_INTERNAL', message: 'internal error' } },
+  }
+}
+
+function send(res: http.ServerResponse, reply: Reply): void {
+  const text = JSON.stringify(reply.body) + '\n'
+  res.writeHead(reply.status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  })
+  res.end(text)
+}

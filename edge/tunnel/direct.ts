@@ -1,0 +1,121 @@
+// The direct connector, edge side: when a runner has no live session to this edge but registered
+// a direct address, the edge dials it (mutual TLS: the edge's client cert from the edge CA; the
+// agent's cert must be from the runner CA and name exactly that runner) and runs the same control
+// handshake as for a reverse session. Concurrent requests for one runner share one dial.
+import tls from 'node:tls'
+import { X509Certificate } from 'node:crypto'
+import { HopgateError } from '../../shared/errors.js'
+import { Session, type YamuxConfig } from '../../shared/yamux/index.js'
+import { identifyTlsPeer } from '../../certs/identity.js'
+import { TUNNEL_ALPN } from '../../certs/wire.js'
+import type { Pki } from '../../certs/pki.js'
+import type { RevocationList } from '../../certs/revocation.js'
+import type { RouteStore } from '../routing/store.js'
+import { edgeHandshake, type EdgeControlOptions } from './control.js'
+
+export interface DirectDialerOptions {
+  pki: Pki
+  store: RouteStore
+  revocation: RevocationList
+  control: EdgeControlOptions
+  yamux?: Partial<YamuxConfig>
+  connectTimeoutMs?: number
+}
+
+export class DirectDialer {
+  private readonly inflight = new Map<string, Promise<void>>()
+  private readonly runnerCa: X509Certificate
+
+  constructor(private readonly opts: DirectDialerOptions) {
+    this.runnerCa = new X509Certificate(opts.pki.runnerCa.certPem)
+  }
+
+  /** Makes sure a session to `runnerId` exists, dialing its direct address if it registered one. */
+  connect(runnerId: string): Promise<void> {
+    let p = this.inflight.get(runnerId)
+    if (!p) {
+      p = this.dial(runnerId).finally(() => this.inflight.delete(runnerId))
+      this.inflight.set(runnerId, p)
+    }
+    return p
+  }
+
+  private async dial(runnerId: string): Promise<void> {
+    const runner = await this.opts.store.getRunner(runnerId)
+    if (!runner?.directAddress) {
+      throw new HopgateError(
+        'HOPGATE_ERR_RUNNER_UNAVAILABLE',
+        `no session to ${runnerId} and no direct address`,
+      )
+    }
+    if (this.opts.revocation.isRevoked(runnerId))
+      throw new HopgateError('HOPGATE_ERR_PKI_REVOKED', runnerId)
+    const socket = await this.tls(runner.directAddress)
+    let peer: string
+    try {
+      peer = identifyTlsPeer(socket, {
+        kind: 'runner',
+        ca: this.runnerCa,
+        now: Date.now(),
+        revocation: this.opts.revocation,
+      }).id
+    } catch (err) {
+      socket.destroy()
+      throw err
+    }
+    if (peer !== runnerId) {
+      socket.destroy()
+      throw new HopgateError(
+        'HOPGATE_ERR_PKI_BAD_IDENTITY',
+        `${runner.directAddress} answered as ${peer}, not ${runnerId}`,
+      )
+    }
+    const session = new Session(socket, {
+      role: 'server',
+      ...(this.opts.yamux ? { config: this.opts.yamux } : {}),
+    })
+    await edgeHandshake(session, { runnerId, connector: 'direct' }, this.opts.control).catch(
+      (err: unknown) => {
+        session.close()
+        throw err
+      },
+    )
+  }
+
+  private tls(address: string): Promise<tls.TLSSocket> {
+    const m = /^(.*):(\d+)$/.exec(address)
+    const host = (m?.[1] ?? '').replace(/^\[|\]$/g, '')
+    return new Promise((resolve, reject) => {
+      const socket = tls.connect({
+        host,
+        port: Number(m?.[2]),
+        key: this.opts.pki.edgeClient.keyPem,
+        cert: this.opts.pki.edgeClient.chainPem,
+        ca: this.opts.pki.runnerCa.certPem,
+        minVersion: 'TLSv1.3',
+        ALPNProtocols: [TUNNEL_ALPN],
+        // Identity is the runner URI SAN, checked by identifyTlsPeer: not a host name.
+        checkServerIdentity: () => undefined,
+      })
+      const timer = setTimeout(
+        () => socket.destroy(new Error(`direct dial to ${address} timed out`)),
+        this.opts.connectTimeoutMs ?? 5000,
+      )
+      socket.once('secureConnect', () => {
+        clearTimeout(timer)
+        socket.off('error', reject)
+        socket.on('error', () => {})
+        socket.setNoDelay(true)
+        resolve(socket)
+      })
+      socket.once('error', (err) => {
+        clearTimeout(timer)
+        reject(
+          new HopgateError('HOPGATE_ERR_RUNNER_UNAVAILABLE', `direct dial to ${address} failed`, {
+            cause: err,
+          }),
+        )
+      })
+    })
+  }
+}
