@@ -35,6 +35,7 @@ export class ReverseConnector {
   private readonly live = new Map<number, { session: Session; edge: string }>()
   private readonly loops: Array<Promise<void>> = []
   private readonly clock: Clock
+  private keepProcessAlive: NodeJS.Timeout | undefined
 
   constructor(private readonly opts: ConnectorOptions) {
     if (opts.edges.length === 0) throw new RangeError('at least one edge address is needed')
@@ -42,6 +43,9 @@ export class ReverseConnector {
   }
 
   start(): void {
+    // Timers here are unref'd (shared/clock): with every session down and the loops asleep in
+    // backoff, nothing else would keep an agent process alive. A running connector must.
+    this.keepProcessAlive ??= setInterval(() => {}, 1 << 30)
     const slots = this.opts.slots ?? 2
     for (let slot = 0; slot < slots; slot++) this.loops.push(this.run(slot))
   }
@@ -53,6 +57,8 @@ export class ReverseConnector {
 
   /** Stops every loop and closes every session. */
   async stop(): Promise<void> {
+    clearInterval(this.keepProcessAlive)
+    this.keepProcessAlive = undefined
     this.abort.abort()
     for (const { session } of this.live.values()) session.close()
     await Promise.all(this.loops)

@@ -294,10 +294,13 @@ export class YamuxStream extends Duplex {
     this.waiting = WAIT_NONE
     const waiter = this.closeWaiter
     this.closeWaiter = undefined
-    const failure =
-      err ?? new HopgateError('HOPGATE_ERR_YAMUX_SESSION_SHUTDOWN', 'stream destroyed')
-    waiter?.reject(failure)
-    pending?.(failure)
+    if (waiter || pending) {
+      // Built only when someone waits: an Error's stack trace costs more than the rest of a close.
+      const failure =
+        err ?? new HopgateError('HOPGATE_ERR_YAMUX_SESSION_SHUTDOWN', 'stream destroyed')
+      waiter?.reject(failure)
+      pending?.(failure)
+    }
     cb(err)
   }
 }
