@@ -2,10 +2,10 @@
 // garbage, windows or half-closed streams) and registers its teardown in `cleanups`, which the
 // caller runs even when the metric times out.
 import type { Duplex } from 'node:stream'
-import { dial, type Pki } from './links.js'
+import { dial, type Dialer, type Pki } from './links.js'
 import { BYTE_CAPS, IDLE_CAPS, isMux, type PathName } from './muxes.js'
 import { Child } from './procs.js'
-import { echoOne, pingPong, upload } from './protocol.js'
+import { download, echoOne, pingPong, upload } from './protocol.js'
 
 export interface Params {
   bytes: number
@@ -22,6 +22,8 @@ export interface Ctx {
   pki: Pki
   p: Params
   cleanups: Cleanups
+  /** Sets up a fresh path under test and dials it; default: a server child for `path`. */
+  connect?: (ctx: Ctx) => Promise<Dialer>
 }
 
 async function startServer(ctx: Ctx): Promise<{ child: Child; port: number }> {
@@ -32,7 +34,8 @@ async function startServer(ctx: Ctx): Promise<{ child: Child; port: number }> {
   return { child, port: r.port }
 }
 
-async function connect(ctx: Ctx) {
+async function connect(ctx: Ctx): Promise<Dialer> {
+  if (ctx.connect) return ctx.connect(ctx)
   const { port } = await startServer(ctx)
   const d = await dial(ctx.path, port, ctx.pki)
   ctx.cleanups.unshift(() => d.close())
@@ -43,15 +46,20 @@ export function bulkBytes(path: PathName, p: Params): number {
   return Math.min(p.bytes, BYTE_CAPS[path] ?? Infinity)
 }
 
-/** MB/s (10^6) for `bulkBytes` split over `n` concurrent streams/links, opened before the clock. */
-export async function throughput(ctx: Ctx, n: number): Promise<number> {
+/**
+ * MB/s (10^6) for `bulkBytes` split over `n` concurrent streams/links, opened before the clock;
+ * 'up' is client to server ('U'), 'down' server to client ('D').
+ */
+export async function throughput(ctx: Ctx, n: number, dir: 'up' | 'down' = 'up'): Promise<number> {
   const d = await connect(ctx)
   const total = bulkBytes(ctx.path, ctx.p)
   const streams: Duplex[] = []
   for (let i = 0; i < n; i++) streams.push(await d.open())
   const share = Math.floor(total / n)
   const spans = await Promise.all(
-    streams.map((s, i) => upload(s, i === n - 1 ? total - share * (n - 1) : share)),
+    streams.map((s, i) =>
+      (dir === 'up' ? upload : download)(s, i === n - 1 ? total - share * (n - 1) : share),
+    ),
   )
   let start = spans[0]![0]
   let end = spans[0]![1]

@@ -50,38 +50,46 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   })
 }
 
-export class Child {
+/** Defaults to the bench:yamux server/idle-client protocol; other benches pass their own types. */
+export class Child<C extends { cmd: string } = Command, R extends Reply = Reply> {
   private nextId = 1
-  private pending = new Map<number, (r: Reply) => void>()
+  private pending = new Map<number, (r: R) => void>()
   private exited: string | null = null
 
   private constructor(private proc: ChildProcess) {
     proc.on('message', (m) => {
-      const r = m as Reply
+      const r = m as R
       this.pending.get(r.id)?.(r)
       this.pending.delete(r.id)
     })
     proc.on('exit', (code, sig) => {
       live.delete(proc)
       this.exited = `child exited (${sig ?? code})`
-      for (const cb of this.pending.values()) cb({ id: 0, error: this.exited })
+      for (const cb of this.pending.values()) cb({ id: 0, error: this.exited } as R)
       this.pending.clear()
     })
   }
 
-  /** `file` is a module in this directory, e.g. 'server.ts'. */
-  static spawn(file: string): Child {
-    const script = fileURLToPath(new URL(file, import.meta.url))
+  /** `file` is a module in this directory, e.g. 'server.ts', or a file URL of another entry. */
+  static spawn<C extends { cmd: string } = Command, R extends Reply = Reply>(
+    file: string | URL,
+  ): Child<C, R> {
+    const script = fileURLToPath(typeof file === 'string' ? new URL(file, import.meta.url) : file)
     // Child stdout goes to our stderr: with --json our stdout must be exactly one line.
     const proc = fork(script, [], {
       execArgv: ['--import', 'tsx', '--expose-gc'],
       stdio: ['ignore', 2, 'inherit', 'ipc'],
     })
     live.add(proc)
-    return new Child(proc)
+    return new Child<C, R>(proc)
   }
 
-  request(cmd: Command, timeoutMs = 30_000): Promise<Reply> {
+  /** The child's pid, for reading its (and its subtree's) memory from /proc. */
+  get pid(): number | undefined {
+    return this.proc.pid
+  }
+
+  request(cmd: C, timeoutMs = 30_000): Promise<R> {
     if (this.exited) return Promise.reject(new Error(this.exited))
     const id = this.nextId++
     return new Promise((resolve, reject) => {

@@ -1,5 +1,6 @@
 // The bench's per-stream wire protocol and both of its ends. A stream opens with one mode byte:
-// 'U' upload-sink (8-byte big-endian length, payload, server answers 'K' once all of it arrived)
+// 'U' upload-sink (8-byte big-endian length, payload, server answers 'K' once all of it arrived),
+// 'D' download (8-byte big-endian length, server sends that many bytes honouring backpressure)
 // or 'E' echo (server writes back whatever it reads). Identical for mux streams and raw links.
 import type { Duplex } from 'node:stream'
 
@@ -38,13 +39,34 @@ export function serveStream(s: Duplex): void {
       if (header.length < 8) return
       want = Number(header.readBigUInt64BE(0))
       c = header.subarray(8)
+      if (mode === 0x44 /* D */) {
+        sendAll(s, want)
+        return
+      }
     }
+    if (mode === 0x44) return
     got += c.length
     if (got >= want && want >= 0) {
       want = Number.MAX_SAFE_INTEGER // answer once
       s.write('K')
     }
   })
+}
+
+/** Server side of 'D': `total` bytes in CHUNK writes, waiting for 'drain' when told to. */
+function sendAll(s: Duplex, total: number): void {
+  let sent = 0
+  const pump = () => {
+    while (sent < total && !s.destroyed) {
+      const n = Math.min(CHUNK, total - sent)
+      sent += n
+      if (!s.write(n === CHUNK ? PAYLOAD : PAYLOAD.subarray(0, n))) {
+        s.once('drain', pump)
+        return
+      }
+    }
+  }
+  pump()
 }
 
 /** Rejects if the stream dies before `pred` holds; resolves with the data seen so far. */
@@ -102,6 +124,21 @@ export async function upload(s: Duplex, total: number): Promise<[bigint, bigint]
     if (!s.write(n === CHUNK ? PAYLOAD : PAYLOAD.subarray(0, n))) await drained(s)
   }
   await ack
+  const end = process.hrtime.bigint()
+  s.end()
+  return [start, end]
+}
+
+/** Client side of 'D'. Returns [request written, last byte received] in hrtime nanoseconds. */
+export async function download(s: Duplex, total: number): Promise<[bigint, bigint]> {
+  const all = readUntil(s, (n) => n >= total)
+  all.catch(() => {})
+  const head = Buffer.alloc(9)
+  head[0] = 0x44 /* D */
+  head.writeBigUInt64BE(BigInt(total), 1)
+  const start = process.hrtime.bigint()
+  s.write(head)
+  await all
   const end = process.hrtime.bigint()
   s.end()
   return [start, end]

@@ -92,6 +92,11 @@ export function table(rows: Row[], all: Record<string, Samples>, notes: Record<s
     const cells = METRICS.map((m, i) => cell(r[m], s[m].errors > 0, digits[i]!))
     lines.push([r.name, ...cells, notes[r.name] ?? ''])
   }
+  return formatTable(lines)
+}
+
+/** Aligned columns: the first and last left-aligned, the rest right-aligned (numbers). */
+export function formatTable(lines: string[][]): string {
   const widths = lines[0]!.map((_, i) => Math.max(...lines.map((l) => l[i]!.length)))
   const fmt = (l: string[]) =>
     l
