@@ -1,12 +1,16 @@
 // The `hopgate` binary as a user runs it: a real process, its stdout contract (the --json ready
-// line), bytes through the demo tunnel, a clean stop on SIGTERM and the exit codes.
-import t from 'tap'
+// line), bytes, a page and a WebSocket through the demo's edge and agent, more edges and agents,
+// a clean stop on SIGTERM (temp state dir removed) and the exit codes.
+import t, { type Test } from 'tap'
 import net from 'node:net'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
+import { existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import WebSocket from 'ws'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const MAIN = 'shared/cli/main.ts'
@@ -64,31 +68,87 @@ function firstLine(child: ChildProcess): Promise<string> {
   })
 }
 
+interface Ready {
+  event: string
+  project: string
+  runner: string
+  stateDir: string
+  edges: Array<{ tunnel: string; admin: string | null; tcp: string; httpTcp: string }>
+  services: { tcpEcho: number; http: number }
+}
+
+const HOST_PORT = /^127\.0\.0\.1:[1-9]\d*$/
+
+/** Starts `hopgate demo --json ...`, parses its ready line, and kills it at teardown if needed. */
+async function startDemo(
+  t: Test,
+  args: string[],
+): Promise<{ ready: Ready; stop: () => Promise<[number | null, NodeJS.Signals | null, string]> }> {
+  const child = hopgate(['demo', '--json', ...args])
+  let stderr = ''
+  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()))
+  const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+    child.once('exit', (code, signal) => resolve([code, signal])),
+  )
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  const line = await firstLine(child).catch((err: Error) => {
+    throw new Error(`${err.message}; stderr: ${stderr}`)
+  })
+  const ready = JSON.parse(line) as Ready
+  return {
+    ready,
+    stop: async () => {
+      child.kill('SIGTERM')
+      const [code, signal] = await exited
+      return [code, signal, stderr]
+    },
+  }
+}
+
+function portOf(hostPort: string): number {
+  return Number(hostPort.split(':')[1])
+}
+
+/** One WebSocket round trip through `hostPort` at /ws. */
+async function wsEcho(hostPort: string, message: string): Promise<string> {
+  const ws = new WebSocket(`ws://${hostPort}/ws`)
+  try {
+    await once(ws, 'open')
+    ws.send(message)
+    const [data] = (await once(ws, 'message')) as [Buffer]
+    return data.toString()
+  } finally {
+    ws.close()
+  }
+}
+
 void t.test(
-  'demo --json --port 0: ready line, echo through the tunnel, SIGTERM exits 0',
+  'demo --json: ready line, echo, page and WebSocket through the edge, SIGTERM',
   async (t) => {
-    const child = hopgate(['demo', '--json', '--port', '0'])
-    let stderr = ''
-    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()))
-    const exited = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
-      child.once('exit', (code, signal) => resolve([code, signal])),
+    const { ready, stop } = await startDemo(t, [])
+    t.same(
+      Object.keys(ready),
+      ['event', 'project', 'runner', 'stateDir', 'edges', 'services'],
+      'ready line has exactly its fields',
     )
-    t.teardown(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-    })
-
-    const line = await firstLine(child)
-    const ready = JSON.parse(line) as { event: string; tcp: string; tunnel: string }
-    t.same(Object.keys(ready), ['event', 'tcp', 'tunnel'], 'ready line has exactly its fields')
     t.equal(ready.event, 'ready')
-    t.match(ready.tcp, /^127\.0\.0\.1:\d+$/)
-    t.match(ready.tunnel, /^127\.0\.0\.1:\d+$/)
-    const port = Number(ready.tcp.split(':')[1])
-    t.not(port, 0, 'port 0 is reported as the real port')
+    t.match(ready.project, /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/)
+    t.match(ready.runner, /^[a-z0-9][a-z0-9-]*$/)
+    t.ok(existsSync(ready.stateDir), 'the state dir exists while it runs')
+    t.ok(ready.stateDir.startsWith(tmpdir()), 'a throwaway state dir under the temp dir')
+    t.equal(ready.edges.length, 1, 'one edge by default')
+    const edge = ready.edges[0]!
+    t.same(Object.keys(edge), ['tunnel', 'admin', 'tcp', 'httpTcp'], 'edge entry fields')
+    for (const k of ['tunnel', 'tcp', 'httpTcp'] as const) t.match(edge[k], HOST_PORT, k)
+    t.ok(edge.admin === null || HOST_PORT.test(edge.admin), 'admin is host:port or null')
+    t.same(Object.keys(ready.services), ['tcpEcho', 'http'], 'services fields')
+    t.ok(ready.services.tcpEcho > 0 && ready.services.http > 0, 'service ports are real ports')
 
+    const port = portOf(edge.tcp)
     const small = Buffer.from('hello through the tunnel\n')
-    t.same(await echoThrough(port, small), small, 'small payload echoes')
-
+    t.same(await echoThrough(port, small), small, 'small payload echoes through the edge')
     const big = randomBytes(4 * 1024 * 1024)
     const [a, b] = await Promise.all([echoThrough(port, big), echoThrough(port, big)])
     t.ok(a.equals(big) && b.equals(big), 'two concurrent 4 MiB payloads echo intact')
@@ -102,12 +162,38 @@ void t.test(
     await new Promise((r) => setTimeout(r, 100))
     t.same(await echoThrough(port, small), small, 'still echoes after a peer reset')
 
-    child.kill('SIGTERM')
-    const [code, signal] = await exited
+    const res = await fetch(`http://${edge.httpTcp}/`)
+    t.equal(res.status, 200, 'GET / through the edge')
+    const page = await res.text()
+    t.ok(page.includes(ready.project), 'the page names the project')
+    t.ok(page.includes(ready.runner), 'the page names the runner')
+    t.equal(await wsEcho(edge.httpTcp, 'ping over ws'), 'ping over ws', 'WebSocket echo at /ws')
+
+    const [code, signal, stderr] = await stop()
     t.equal(signal, null, 'not killed by the signal')
     t.equal(code, 0, `exits 0 on SIGTERM${stderr ? `; stderr: ${stderr}` : ''}`)
+    t.notOk(existsSync(ready.stateDir), 'the temp state dir is removed')
   },
 )
+
+void t.test('demo --json --edges 2 --agents 2: both edges reach the project', async (t) => {
+  const { ready, stop } = await startDemo(t, ['--edges', '2', '--agents', '2', '--project'])
+  t.equal(ready.edges.length, 2, 'two edges in the ready line')
+  t.not(ready.project, '5ca1ab1e-d3e0-4000-8000-00000000de30', '--project alone picks a random id')
+  const [e1, e2] = ready.edges as [Ready['edges'][0], Ready['edges'][0]]
+  t.not(e1.tunnel, e2.tunnel, 'distinct tunnel listeners')
+  const msg = Buffer.from('through the second edge\n')
+  t.same(await echoThrough(portOf(e2.tcp), msg), msg, 'echo through the second edge')
+  t.same(await echoThrough(portOf(e1.tcp), msg), msg, 'and through the first')
+  const page = await (await fetch(`http://${e2.httpTcp}/`)).text()
+  t.ok(page.includes(ready.project) && page.includes(ready.runner), 'page through the second edge')
+  t.equal(await wsEcho(e2.httpTcp, 'ws via edge 2'), 'ws via edge 2', 'WebSocket via edge 2')
+
+  const [code, signal, stderr] = await stop()
+  t.equal(signal, null, 'not killed by the signal')
+  t.equal(code, 0, `exits 0 on SIGTERM${stderr ? `; stderr: ${stderr}` : ''}`)
+  t.notOk(existsSync(ready.stateDir), 'the temp state dir is removed')
+})
 
 void t.test('exit codes', async (t) => {
   // Independent processes: start them together, check them in order.

@@ -1,0 +1,213 @@
+// `hopgate demo` assembled: on loopback, in one process, with the embedded route store. A state
+// directory (a throwaway one under os.tmpdir() unless given), CA init, N edges sharing the two
+// CAs (edge-2.. get their own edge certs from the copied edge CA), M agents each enrolled with a
+// join token over TLS and keeping two reverse sessions to every edge, and the sample project
+// (hosted by the first agent) whose services are reachable through raw TCP ingress on each edge.
+import { copyFile, mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { AddressInfo } from 'node:net'
+import { initCa } from '../../certs/pki.js'
+import { createJoinToken, FileTokenStore } from '../../certs/tokens.js'
+import { joinOverTls, saveRunnerIdentity } from '../../certs/enroll.js'
+import { ensurePrivateDir, pkiPath, wallClock } from '../../certs/state.js'
+import { startEdge, type Edge, type EdgeOptions } from '../../edge/edge.js'
+import { parseTcpMapping } from '../../edge/ingress/tcp.js'
+import { startAgent, type Agent } from '../../agent/agent.js'
+import type { Logger } from '../log.js'
+import { startDemoServices, type DemoServices } from './services.js'
+
+const HOST = '127.0.0.1'
+const GiB = 1024 ** 3
+const READY_TIMEOUT_MS = 20_000
+
+export interface DemoClusterOptions {
+  project: string
+  edges: number
+  agents: number
+  /** Reverse sessions from each agent to each edge (the connector gets slots x edges). */
+  slotsPerEdge: number
+  /** Ports of the first edge; 0 picks a free one. Further edges always use free ports. */
+  tunnelPort: number
+  tcpPort: number
+  httpTcpPort: number
+  adminPort: number
+  /** Used (and kept) when given; otherwise a temp dir is created and removed by close(). */
+  stateDir?: string
+  log: Logger
+}
+
+export interface DemoEdgeInfo {
+  id: string
+  tunnel: string
+  admin: string | null
+  tcp: string
+  httpTcp: string
+}
+
+export interface DemoCluster {
+  project: string
+  runner: string
+  runners: string[]
+  stateDir: string
+  createdStateDir: boolean
+  edges: DemoEdgeInfo[]
+  services: DemoServices
+  /** Agents, edges, services, then the temp state dir; idempotent. */
+  close(): Promise<void>
+}
+
+const hostPort = (a: AddressInfo): string =>
+  a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`
+
+/** The admin listener if this edge build has one (it is being added), else null. */
+function adminAddress(edge: Edge): string | null {
+  const admin = (edge as unknown as { admin?: unknown }).admin
+  if (typeof admin === 'string') return admin
+  const addr = (admin as { address?: unknown } | null | undefined)?.address
+  if (addr && typeof addr === 'object' && 'port' in addr) return hostPort(addr as AddressInfo)
+  if (typeof addr === 'string') return addr
+  return null
+}
+
+async function until(cond: () => Promise<boolean>, what: string): Promise<void> {
+  const end = Date.now() + READY_TIMEOUT_MS
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`demo not ready after ${READY_TIMEOUT_MS} ms: ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCluster> {
+  const { log, project } = opts
+  const createdStateDir = opts.stateDir === undefined
+  const stateDir = opts.stateDir ?? (await mkdtemp(join(tmpdir(), 'hopgate-demo-')))
+  const edges: Edge[] = []
+  const agents: Agent[] = []
+  const runners: string[] = []
+  let services: DemoServices | undefined
+  let closing: Promise<void> | undefined
+
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      const step = async (what: string, fn: () => Promise<void>): Promise<void> => {
+        try {
+          await fn()
+        } catch (err) {
+          log.warn({ err }, `closing ${what} failed`)
+        }
+      }
+      await Promise.all(agents.map((a) => step(`agent ${a.runnerId}`, () => a.close())))
+      await Promise.all(edges.map((e) => step(`edge ${e.edgeId}`, () => e.close())))
+      const svc = services
+      if (svc) await step('services', () => svc.close())
+      if (createdStateDir) {
+        await step('state dir', () => rm(stateDir, { recursive: true, force: true }))
+      }
+    })())
+
+  try {
+    log.info({ stateDir, created: createdStateDir }, 'demo state directory')
+    services = await startDemoServices({ project, runner: () => runners[0] ?? '', log })
+    const { tcpEchoPort, httpPort } = services
+
+    // Edges: edge-1 creates both CAs; the others copy them and get their own edge certs.
+    const firstDir = join(stateDir, 'edge-1')
+    for (let i = 1; i <= opts.edges; i++) {
+      const dir = join(stateDir, `edge-${i}`)
+      if (i > 1) {
+        await ensurePrivateDir(dir)
+        await ensurePrivateDir(pkiPath(dir, ''))
+        for (const f of ['runner-ca.key', 'runner-ca.crt', 'edge-ca.key', 'edge-ca.crt']) {
+          // Same CA files on every edge (copyFile keeps the 0600 mode of the keys).
+          await copyFile(pkiPath(firstDir, f), pkiPath(dir, f))
+        }
+      }
+      await initCa(dir, { edgeId: `edge-${i}` })
+      const first = i === 1
+      const edgeOpts: EdgeOptions & { adminPort?: number } = {
+        stateDir: dir,
+        tunnelHost: HOST,
+        tunnelPort: first ? opts.tunnelPort : 0,
+        adminPort: first ? opts.adminPort : 0,
+        tcp: [
+          parseTcpMapping(`${HOST}:${first ? opts.tcpPort : 0}=${project}:${tcpEchoPort}`),
+          parseTcpMapping(`${HOST}:${first ? opts.httpTcpPort : 0}=${project}:${httpPort}`),
+        ],
+        onEvent: (event, detail) => {
+          const level = event === 'session' ? 'debug' : 'warn'
+          log[level]({ edge: `edge-${i}`, event, ...detail }, `edge: ${event}`)
+        },
+      }
+      edges.push(await startEdge(edgeOpts))
+    }
+    const tunnels = edges.map((e) => hostPort(e.tunnel.address))
+    const firstTunnel = edges[0]!.tunnel.address
+    const tokenStore = new FileTokenStore(firstDir)
+    const { pki } = await initCa(firstDir, { edgeId: 'edge-1' })
+
+    // Agents: each enrolls once through edge-1, then dials every edge.
+    for (let i = 1; i <= opts.agents; i++) {
+      const runnerId = `demo-runner-${i}`
+      const token = await createJoinToken(tokenStore, {
+        runnerId,
+        ttlMs: 10 * 60_000,
+        edgeCaFingerprint: pki.edgeCa.fingerprint.base64url,
+        clock: wallClock,
+      })
+      const identity = await joinOverTls({ host: HOST, port: firstTunnel.port, token })
+      const dir = join(stateDir, `agent-${i}`)
+      await saveRunnerIdentity(dir, identity)
+      runners.push(identity.runnerId)
+      log.info({ runner: identity.runnerId }, 'agent enrolled with a join token')
+      const hosts =
+        i === 1 ? { [project]: { host: HOST, allowedPorts: [tcpEchoPort, httpPort] } } : {}
+      agents.push(
+        await startAgent({
+          stateDir: dir,
+          edges: tunnels,
+          slots: opts.slotsPerEdge * opts.edges,
+          projects: hosts,
+          report: () => ({
+            capacity: { maxProjects: 10, cpus: 2, memoryBytes: 8 * GiB },
+            storage: { freeBytes: 50 * GiB, totalBytes: 100 * GiB },
+          }),
+          onEvent: (event, detail) => {
+            const level = event === 'session' ? 'debug' : 'warn'
+            log[level]({ runner: runnerId, event, ...detail }, `agent: ${event}`)
+          },
+        }),
+      )
+    }
+
+    const host = runners[0]!
+    for (const edge of edges) {
+      await until(
+        async () =>
+          runners.every((r) => edge.sessions.sessions(r).length >= opts.slotsPerEdge) &&
+          (await edge.store.getRoute(project))?.runner === host,
+        `sessions and the project's route on ${edge.edgeId}`,
+      )
+    }
+
+    return {
+      project,
+      runner: host,
+      runners,
+      stateDir,
+      createdStateDir,
+      services,
+      edges: edges.map((e, i) => ({
+        id: e.edgeId,
+        tunnel: tunnels[i]!,
+        admin: adminAddress(e),
+        tcp: hostPort(e.tcp[0]!.address),
+        httpTcp: hostPort(e.tcp[1]!.address),
+      })),
+      close,
+    }
+  } catch (err) {
+    await close()
+    throw err
+  }
+}
