@@ -17,6 +17,7 @@ export interface ErrorSpec {
 export const ERROR_CATALOG = {
   HOPGATE_ERR_CONFIG_INVALID: { message: 'configuration is invalid', exitCode: 78 },
   HOPGATE_ERR_ABORTED: { message: 'operation aborted' },
+  HOPGATE_ERR_INTERNAL: { message: 'internal error', httpStatus: 500 },
 
   // yamux: the peer broke the protocol. The session answers with GoAway(protocol error) and closes.
   HOPGATE_ERR_YAMUX_BAD_VERSION: { message: 'yamux frame has an unknown version', goAway: 1 },

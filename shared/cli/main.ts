@@ -8,7 +8,13 @@
 import { inspect } from 'node:util'
 import { Command, CommanderError } from 'commander'
 import { isHopgateError } from '../errors.js'
+import { registerAgent } from './commands/agent.js'
+import { registerCa, registerToken } from './commands/ca.js'
 import { registerDemo } from './commands/demo.js'
+import { registerEdge } from './commands/edge.js'
+import { registerRoute } from './commands/route.js'
+import { registerRunners } from './commands/runners.js'
+import { registerBench } from './commands/bench.js'
 import { packageVersion, registerVersion } from './commands/version.js'
 
 const EXIT_OK = 0
@@ -29,6 +35,13 @@ function buildProgram(): Command {
 
   registerDemo(program)
   registerVersion(program)
+  registerCa(program)
+  registerToken(program)
+  registerEdge(program)
+  registerAgent(program)
+  registerRunners(program)
+  registerRoute(program)
+  registerBench(program)
   return program
 }
 

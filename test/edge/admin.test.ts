@@ -13,6 +13,7 @@ import { joinOverTls, saveRunnerIdentity } from '../../certs/enroll.js'
 import { wallClock } from '../../certs/state.js'
 import { startEdge } from '../../edge/edge.js'
 import { startAgent } from '../../agent/agent.js'
+import { startAdmin } from '../../edge/admin.js'
 
 const P = '0f8fad5b-d9cb-469f-a165-70867728950e'
 const Q = '1b4e28ba-2fa1-11d2-883f-0016d3cca427'
@@ -160,4 +161,34 @@ t.test('admin API against a running edge with one agent', async (tt) => {
   tt.ok(edge.revocation.isRevoked('runner-a'), 'on the deny list')
   const after = (await call('GET', '/v1/runners')).json.runners as Array<Record<string, any>>
   tt.match(after[0], { sessions: 0, revoked: true })
+})
+
+t.test('readyz answers 503 until the tunnel listens; unknown paths are typed 404s', async (tt) => {
+  const dir = await mkdtemp(join(tmpdir(), 'hopgate-admin-ready-'))
+  tt.teardown(() => rm(dir, { recursive: true, force: true }))
+  await initCa(dir)
+  // A stopped edge's pieces are enough: readiness is a callback the edge wires to its listener.
+  const edge = await startEdge({ stateDir: dir, tunnelPort: 0 })
+  let ready = false
+  const admin = await startAdmin({
+    host: '127.0.0.1',
+    port: 0,
+    store: edge.store,
+    router: edge.router,
+    sessions: edge.sessions,
+    revocation: edge.revocation,
+    ready: () => ready,
+  })
+  tt.teardown(async () => {
+    await admin.close()
+    await edge.close()
+  })
+  const base = `http://127.0.0.1:${admin.address.port}`
+  tt.equal((await fetch(`${base}/readyz`)).status, 503, 'not ready')
+  tt.equal((await fetch(`${base}/healthz`)).status, 200, 'alive all the same')
+  ready = true
+  tt.equal((await fetch(`${base}/readyz`)).status, 200, 'ready')
+  const res = await fetch(`${base}/v1/runners/x/explode`, { method: 'POST' })
+  tt.equal(res.status, 404)
+  tt.match(await res.json(), { error: { code: 'HOPGATE_ERR_ADMIN_NOT_FOUND' } })
 })

@@ -1,0 +1,149 @@
+// `hopgate agent join` (enrollment over TLS against the CA pinned in the token) and `hopgate agent
+// run` (the reverse connector, agent/agent.ts). `run` reads one zod schema through shared/config.ts;
+// `projects` is a map keyed by project id, which has no flag form, so it comes from the YAML file
+// only and is validated here with the registry's own schema.
+import os from 'node:os'
+import { statfsSync } from 'node:fs'
+import { Option, type Command } from 'commander'
+import { z } from 'zod'
+import { joinOverTls, saveRunnerIdentity } from '../../../certs/enroll.js'
+import { startAgent } from '../../../agent/agent.js'
+import {
+  projectTargetsSchema,
+  PROJECT_ID,
+  type ProjectTargetsInput,
+} from '../../../agent/registry.js'
+import type { AgentReport } from '../../../agent/control.js'
+import { HopgateError } from '../../errors.js'
+import { createLogger } from '../../log.js'
+import {
+  addConfigOptions,
+  configFromOptions,
+  firstSignal,
+  parseHostPort,
+  printJson,
+} from './common.js'
+
+// Loose: loadConfig derives flags from leaves and cannot describe a map, so `projects` passes
+// through untouched and projectsSchema checks it below.
+export const agentConfigSchema = z.looseObject({
+  stateDir: z.string().min(1).default('/var/lib/hopgate/agent').describe('agent state directory'),
+  edges: z.array(z.string()).default([]).describe('edge tunnel address host:port'),
+  slots: z.number().int().min(0).max(16).default(2).describe('sessions kept to the edges'),
+  listen: z
+    .string()
+    .default('')
+    .describe('direct connector: accept the edge dialing in at host:port (empty: off)'),
+  advertise: z
+    .string()
+    .default('')
+    .describe('address edges dial for the direct connector (default: listen)'),
+  maxProjects: z
+    .number()
+    .int()
+    .min(0)
+    .max(100_000)
+    .default(50)
+    .describe('projects this runner takes'),
+})
+
+const projectsSchema = z.record(z.string().regex(PROJECT_ID), projectTargetsSchema).default({})
+
+/** Flag spelling users type for a leaf whose path name is plural. */
+const RENAME = { '--edges': '--edge' }
+
+function loadAgentConfig(opts: Record<string, unknown>) {
+  const config = configFromOptions(agentConfigSchema, opts, RENAME)
+  const parsed = projectsSchema.safeParse(config.projects)
+  if (!parsed.success) {
+    const why = parsed.error.issues.map((i) => `projects.${i.path.join('.')}: ${i.message}`)
+    throw new HopgateError('HOPGATE_ERR_CONFIG_INVALID', why.join('; '))
+  }
+  if (config.edges.length === 0) {
+    throw new HopgateError('HOPGATE_ERR_CONFIG_INVALID', 'no edge: give --edge host:port or edges:')
+  }
+  for (const e of config.edges) parseHostPort(e, 'edges')
+  // Checked here for a config-error exit; the registry parses the input form itself.
+  const projects = (config.projects ?? {}) as Record<string, ProjectTargetsInput>
+  return { ...config, projects }
+}
+
+/** What the hello and heartbeats report; statfs is a cheap syscall, so it is read each time. */
+function reporter(stateDir: string, maxProjects: number): () => AgentReport {
+  return () => {
+    let storage = { freeBytes: 0, totalBytes: 0 }
+    try {
+      const s = statfsSync(stateDir)
+      storage = { freeBytes: s.bavail * s.bsize, totalBytes: s.blocks * s.bsize }
+    } catch {
+      // An unreadable state dir reports no free space, which keeps new projects away.
+    }
+    return {
+      capacity: { maxProjects, cpus: os.availableParallelism(), memoryBytes: os.totalmem() },
+      storage,
+    }
+  }
+}
+
+export function registerAgent(program: Command): void {
+  const agent = program.command('agent').description('the runner side: enrollment and tunnels')
+
+  agent
+    .command('join')
+    .description('enroll this runner with a join token and store its certificate')
+    .requiredOption('--edge <host:port>', 'edge tunnel address')
+    .requiredOption('--token <token>', 'join token from `hopgate token create`')
+    .addOption(
+      new Option('--state-dir <dir>', 'agent state directory')
+        .env('HOPGATE_STATE_DIR')
+        .makeOptionMandatory(),
+    )
+    .option('--json', 'print {runnerId, stateDir}')
+    .action(async (opts: { edge: string; token: string; stateDir: string; json?: boolean }) => {
+      const { host, port } = parseHostPort(opts.edge, '--edge')
+      const identity = await joinOverTls({ host, port, token: opts.token })
+      await saveRunnerIdentity(opts.stateDir, identity)
+      if (opts.json) printJson({ runnerId: identity.runnerId, stateDir: opts.stateDir })
+      else process.stdout.write(`enrolled as runner ${identity.runnerId} in ${opts.stateDir}\n`)
+    })
+
+  const run = agent
+    .command('run')
+    .description('keep tunnels to the edges and serve the configured projects')
+    .option('--json', 'print one JSON ready line on stdout')
+  addConfigOptions(run, agentConfigSchema, RENAME).action(async (opts: Record<string, unknown>) => {
+    const config = loadAgentConfig(opts)
+    const log = createLogger({ bindings: { cmd: 'agent' } })
+    const signals = firstSignal(log)
+    try {
+      const a = await startAgent({
+        stateDir: config.stateDir,
+        edges: config.edges,
+        slots: config.slots,
+        ...(config.listen ? { listen: parseHostPort(config.listen, '--listen', true) } : {}),
+        ...(config.advertise ? { advertise: config.advertise } : {}),
+        projects: config.projects,
+        report: reporter(config.stateDir, config.maxProjects),
+        onEvent: (event, detail) => {
+          if (event === 'session') log.info({ event, ...detail }, event)
+          else log.warn({ event, ...detail }, event)
+        },
+      })
+      const ready = {
+        event: 'ready',
+        runnerId: a.runnerId,
+        edges: config.edges,
+        direct: a.direct ? `${config.listen.replace(/:\d+$/, '')}:${a.direct.address.port}` : null,
+        projects: Object.keys(config.projects),
+      }
+      log.info(ready, 'agent ready')
+      if (opts.json) printJson(ready)
+      const sig = await signals.signal
+      log.info({ signal: sig }, 'stopping')
+      await a.close()
+      log.info('stopped')
+    } finally {
+      signals.dispose()
+    }
+  })
+}

@@ -1,0 +1,91 @@
+// `hopgate edge`: runs one edge (edge/edge.ts) until SIGINT/SIGTERM. Its options are one zod
+// schema, so each is a YAML key, a HOPGATE_* env var and a flag (shared/config.ts); `--tcp` is
+// repeatable. Logs are pino JSON on stderr; `--json` prints one ready line on stdout with the
+// real addresses (port 0 picks free ports, which tests rely on).
+import type { Command } from 'commander'
+import { z } from 'zod'
+import { startEdge } from '../../../edge/edge.js'
+import { parseTcpMapping } from '../../../edge/ingress/tcp.js'
+import { createLogger } from '../../log.js'
+import {
+  addConfigOptions,
+  configFromOptions,
+  firstSignal,
+  formatHostPort,
+  parseHostPort,
+  printJson,
+} from './common.js'
+
+export const edgeConfigSchema = z
+  .object({
+    stateDir: z.string().min(1).default('/var/lib/hopgate/edge').describe('edge state directory'),
+    tunnel: z
+      .object({
+        listen: z.string().default('0.0.0.0:7443').describe('agent tunnel listener host:port'),
+      })
+      .strict()
+      .default({ listen: '0.0.0.0:7443' }),
+    admin: z
+      .object({
+        listen: z.string().default('127.0.0.1:9090').describe('admin HTTP API host:port'),
+      })
+      .strict()
+      .default({ listen: '127.0.0.1:9090' }),
+    tcp: z
+      .array(z.string())
+      .default([])
+      .describe('raw TCP ingress <listen host:port>=<project>:<port>'),
+    heartbeatIntervalMs: z.number().int().min(50).max(600_000).default(5000),
+    leaseTtlMs: z.number().int().min(100).max(3_600_000).optional(),
+  })
+  .strict()
+
+export type EdgeConfig = z.output<typeof edgeConfigSchema>
+
+export function registerEdge(program: Command): void {
+  const cmd = program
+    .command('edge')
+    .description('run an edge: tunnel listener, raw TCP ingress and the admin API')
+    .option('--json', 'print one JSON ready line on stdout')
+  addConfigOptions(cmd, edgeConfigSchema).action(async (opts: Record<string, unknown>) => {
+    const config = configFromOptions(edgeConfigSchema, opts)
+    // Every address is checked before anything listens, so a typo exits 78 with nothing opened.
+    const tunnel = parseHostPort(config.tunnel.listen, 'tunnel.listen', true)
+    const admin = parseHostPort(config.admin.listen, 'admin.listen', true)
+    const tcp = config.tcp.map(parseTcpMapping)
+    const log = createLogger({ bindings: { cmd: 'edge' } })
+    const signals = firstSignal(log)
+    try {
+      const edge = await startEdge({
+        stateDir: config.stateDir,
+        tunnelHost: tunnel.host,
+        tunnelPort: tunnel.port,
+        adminHost: admin.host,
+        adminPort: admin.port,
+        tcp,
+        heartbeatIntervalMs: config.heartbeatIntervalMs,
+        ...(config.leaseTtlMs !== undefined ? { leaseTtlMs: config.leaseTtlMs } : {}),
+        onEvent: (event, detail) => {
+          const quiet = event === 'session' || event === 'runner-revoked'
+          if (quiet) log.info({ event, ...detail }, event)
+          else log.warn({ event, ...detail }, event)
+        },
+      })
+      const ready = {
+        event: 'ready',
+        edgeId: edge.edgeId,
+        tunnel: formatHostPort(edge.tunnel.address),
+        admin: edge.admin ? formatHostPort(edge.admin.address) : null,
+        tcp: edge.tcp.map((t) => formatHostPort(t.address)),
+      }
+      log.info(ready, 'edge ready')
+      if (opts.json) printJson(ready)
+      const sig = await signals.signal
+      log.info({ signal: sig }, 'stopping')
+      await edge.close()
+      log.info('stopped')
+    } finally {
+      signals.dispose()
+    }
+  })
+}
