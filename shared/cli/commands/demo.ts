@@ -3,10 +3,11 @@
 // through raw TCP ingress on every edge. The assembly lives in shared/demo/; this file is the
 // command line: options, the stdout contract (banner, or the `--json` ready line), and a clean
 // stop on SIGINT/SIGTERM (agents, edges, services closed; a temp state dir removed; exit 0).
+import { firstSignal } from './common.js'
 import { randomUUID } from 'node:crypto'
 import { resolve } from 'node:path'
 import { InvalidArgumentError, Option, type Command } from 'commander'
-import { createLogger, type Logger } from '../../log.js'
+import { createLogger } from '../../log.js'
 import { startDemoCluster, type DemoCluster } from '../../demo/cluster.js'
 
 /** The sample project's id unless `--project` asks for another (or a random one). */
@@ -123,30 +124,6 @@ interface DemoCliOptions {
   agents: number
   project?: string | true
   stateDir?: string
-}
-
-/** Resolves on the first SIGINT/SIGTERM; a second one exits at once. */
-function firstSignal(log: Logger): { signal: Promise<NodeJS.Signals>; dispose(): void } {
-  let resolveSignal!: (s: NodeJS.Signals) => void
-  const signal = new Promise<NodeJS.Signals>((r) => (resolveSignal = r))
-  let seen = false
-  const handler = (sig: NodeJS.Signals): void => {
-    if (seen) {
-      log.warn({ signal: sig }, 'second signal: exiting without cleanup')
-      process.exit(1)
-    }
-    seen = true
-    resolveSignal(sig)
-  }
-  process.on('SIGINT', handler)
-  process.on('SIGTERM', handler)
-  return {
-    signal,
-    dispose: () => {
-      process.off('SIGINT', handler)
-      process.off('SIGTERM', handler)
-    },
-  }
 }
 
 const portOption = (flags: string, what: string, env: string): Option =>
