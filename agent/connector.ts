@@ -4,7 +4,6 @@
 // A keepalive failure closes the session at once (shared/yamux), which is the watchdog: the loop
 // never waits for the OS to notice a dead TCP path. Dialing and the handshake are injected.
 import type { Duplex } from 'node:stream'
-import { once } from 'node:events'
 import { Backoff, sleep, type BackoffOptions } from '../shared/backoff.js'
 import { systemClock, type Clock } from '../shared/clock.js'
 import { Session, type YamuxConfig } from '../shared/yamux/index.js'
@@ -80,18 +79,27 @@ export class ReverseConnector {
           ...(this.opts.yamux ? { config: this.opts.yamux } : {}),
           clock: this.clock,
         })
-        const closed = once(session, 'close')
+        // Not events.once: it would also listen for 'error' and turn a keepalive failure into
+        // a rejection that skips the bookkeeping below.
+        const closed = new Promise<Error | undefined>((resolve) => session.once('close', resolve))
+        // stop() may come while this slot is between dial and serving: close what it holds.
+        const onAbort = (): void => session.close()
+        signal.addEventListener('abort', onAbort, { once: true })
         try {
-          await this.opts.handshake(session, info)
-        } catch (err) {
-          session.close()
-          throw err
+          try {
+            await this.opts.handshake(session, info)
+          } catch (err) {
+            session.close()
+            throw err
+          }
+          this.live.set(slot, { session, edge })
+          backoff.reset()
+          const why = await closed
+          if (why && !signal.aborted) this.opts.onError?.(why, info)
+        } finally {
+          this.live.delete(slot)
+          signal.removeEventListener('abort', onAbort)
         }
-        this.live.set(slot, { session, edge })
-        backoff.reset()
-        const [why] = (await closed) as [Error | undefined]
-        this.live.delete(slot)
-        if (why && !signal.aborted) this.opts.onError?.(why, info)
       } catch (err) {
         if (signal.aborted) break
         this.opts.onError?.(err, info)
