@@ -4,6 +4,7 @@
 // over mutual TLS); raw-tcp: none; node-proxy: one Node TCP hop; tls-2hop: relay A → mutual TLS 1.3
 // per connection → relay B; ssh-R: sshd + `ssh -R`, aes128-gcm. Progress on stderr, a table (or
 // with --json one line) on stdout. Measurements and protocol are bench/lib's.
+import { MiB, parseBytes } from './lib/args.js'
 import net from 'node:net'
 import type { Duplex } from 'node:stream'
 import { parseArgs } from 'node:util'
@@ -14,7 +15,6 @@ import { Child } from './lib/procs.js'
 import { env, formatTable, median } from './lib/report.js'
 import { setup, TUNNEL_PATHS, unavailable, type TunnelPath } from './tunnel/paths.js'
 
-const MiB = 1024 * 1024
 const METRICS = [
   'throughputMBps',
   'throughputDownMBps',
@@ -26,13 +26,6 @@ const METRICS = [
 ] as const
 type Metric = (typeof METRICS)[number]
 export type Row = { name: TunnelPath } & Record<Metric, number | null>
-
-function parseBytes(s: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)i?b?$/i.exec(s.trim())
-  if (!m) throw new Error(`bad --bytes ${s}`)
-  const mult = { '': 1, k: 1024, m: MiB, g: 1024 * MiB }[m[2]!.toLowerCase()] ?? 1
-  return Math.round(Number(m[1]) * mult)
-}
 
 const { values: flags } = parseArgs({
   options: {

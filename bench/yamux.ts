@@ -1,6 +1,7 @@
 // `npm run bench:yamux`: our yamux against yamux-js, libp2p-yamux, one-TLS-link-per-stream and
 // raw TCP, all over loopback, in one run. The client side runs here; each metric gets a fresh
 // server child (bench/lib/server.ts). See bench/lib/ for the protocol and the measurements.
+import { MiB, parseBytes } from './lib/args.js'
 import { parseArgs } from 'node:util'
 import { makeTestPki } from '../certs/testing.js'
 import * as measure from './lib/measure.js'
@@ -15,15 +16,6 @@ import {
   type Metric,
   type Samples,
 } from './lib/report.js'
-
-const MiB = 1024 * 1024
-
-function parseBytes(s: string): number {
-  const m = /^(\d+(?:\.\d+)?)\s*([kmg]?)i?b?$/i.exec(s.trim())
-  if (!m) throw new Error(`bad --bytes ${s}`)
-  const mult = { '': 1, k: 1024, m: MiB, g: 1024 * MiB }[m[2]!.toLowerCase()] ?? 1
-  return Math.round(Number(m[1]) * mult)
-}
 
 const { values: flags } = parseArgs({
   options: {

@@ -2,11 +2,9 @@
 // a join token, enrollment over TLS, the agent's reverse sessions (two slots), raw TCP ingress to
 // a project's port, and revocation closing live sessions within one heartbeat interval.
 import t from 'tap'
+import { echoServer, tempDir } from '../helpers/echo.js'
 import net from 'node:net'
 import { once } from 'node:events'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { createHash, randomBytes } from 'node:crypto'
 import { initCa } from '../../certs/pki.js'
 import { createJoinToken, FileTokenStore } from '../../certs/tokens.js'
@@ -32,23 +30,10 @@ async function until(
 }
 
 t.test('enroll, connect, reach a project through raw TCP ingress, revoke', async (tt) => {
-  const edgeDir = await mkdtemp(join(tmpdir(), 'hopgate-edge-'))
-  const agentDir = await mkdtemp(join(tmpdir(), 'hopgate-agent-'))
-  tt.teardown(() =>
-    Promise.all([
-      rm(edgeDir, { recursive: true, force: true }),
-      rm(agentDir, { recursive: true, force: true }),
-    ]),
-  )
+  const edgeDir = await tempDir(tt, 'edge')
+  const agentDir = await tempDir(tt, 'agent')
 
-  const echo = net.createServer(
-    { allowHalfOpen: true },
-    (s) => (s.on('error', () => {}), s.pipe(s)),
-  )
-  echo.listen(0, '127.0.0.1')
-  await once(echo, 'listening')
-  tt.teardown(() => new Promise<void>((r) => echo.close(() => r())))
-  const echoPort = (echo.address() as net.AddressInfo).port
+  const echoPort = await echoServer(tt)
 
   const { pki } = await initCa(edgeDir, { edgeId: 'edge-1' })
   const token = await createJoinToken(new FileTokenStore(edgeDir), {
@@ -123,22 +108,9 @@ t.test('enroll, connect, reach a project through raw TCP ingress, revoke', async
 })
 
 t.test('direct connector: with no reverse session left, the edge dials the agent', async (tt) => {
-  const edgeDir = await mkdtemp(join(tmpdir(), 'hopgate-edge-'))
-  const agentDir = await mkdtemp(join(tmpdir(), 'hopgate-agent-'))
-  tt.teardown(() =>
-    Promise.all([
-      rm(edgeDir, { recursive: true, force: true }),
-      rm(agentDir, { recursive: true, force: true }),
-    ]),
-  )
-  const echo = net.createServer(
-    { allowHalfOpen: true },
-    (s) => (s.on('error', () => {}), s.pipe(s)),
-  )
-  echo.listen(0, '127.0.0.1')
-  await once(echo, 'listening')
-  tt.teardown(() => new Promise<void>((r) => echo.close(() => r())))
-  const echoPort = (echo.address() as net.AddressInfo).port
+  const edgeDir = await tempDir(tt, 'edge')
+  const agentDir = await tempDir(tt, 'agent')
+  const echoPort = await echoServer(tt)
   const { pki } = await initCa(edgeDir, { edgeId: 'edge-1' })
   const token = await createJoinToken(new FileTokenStore(edgeDir), {
     runnerId: 'runner-d',

@@ -2,7 +2,7 @@
 // lease, route claims and epochs in the welcome, heartbeats renewing the lease, route updates
 // reaching the agent (fencing), a hello that names another runner, and user streams end to end.
 import t from 'tap'
-import net from 'node:net'
+import { echoServer } from '../helpers/echo.js'
 import { once } from 'node:events'
 import { systemClock, type ManualClock } from '../../shared/clock.js'
 import { connPairs } from '../helpers/conn-pairs.js'
@@ -21,14 +21,7 @@ const P = project(7)
 const GiB = 1024 ** 3
 
 async function setup(tt: TapTest, helloRunnerId?: string) {
-  const echo = net.createServer(
-    { allowHalfOpen: true },
-    (s) => (s.on('error', () => {}), s.pipe(s)),
-  )
-  echo.listen(0, '127.0.0.1')
-  await once(echo, 'listening')
-  tt.teardown(() => new Promise<void>((r) => echo.close(() => r())))
-  const echoPort = (echo.address() as net.AddressInfo).port
+  const echoPort = await echoServer(tt)
   const store = await openStore(tt, await tempStateDir(tt), systemClock as unknown as ManualClock)
   const sessions = new SessionTable()
   const pair = await connPairs.find((m) => m.name === 'tls')!.make()

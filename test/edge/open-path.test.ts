@@ -2,6 +2,7 @@
 // ingress -> opener (route, epoch, header) -> agent stream server (fencing, registry, dial) ->
 // echo target. Then the SSRF and fencing matrix: each refusal answers its status and dials nothing.
 import t from 'tap'
+import { echoServer } from '../helpers/echo.js'
 import net from 'node:net'
 import { once } from 'node:events'
 import { createHash, randomBytes } from 'node:crypto'
@@ -21,17 +22,6 @@ import type { ManualClock } from '../../shared/clock.js'
 
 const P = project(1)
 const OTHER = project(2)
-
-async function echoServer(tt: TapTest): Promise<number> {
-  const server = net.createServer({ allowHalfOpen: true }, (s) => {
-    s.on('error', () => {})
-    s.pipe(s)
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  tt.teardown(() => new Promise<void>((r) => server.close(() => r())))
-  return (server.address() as net.AddressInfo).port
-}
 
 async function setup(tt: TapTest) {
   const echoPort = await echoServer(tt)
