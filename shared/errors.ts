@@ -266,6 +266,42 @@ export const ERROR_CATALOG = {
   },
   HOPGATE_ERR_ADMIN_UNREACHABLE: { message: 'the edge admin API could not be reached' },
   HOPGATE_ERR_ADMIN_FAILED: { message: 'the edge admin API answered with an error' },
+
+  // Access store (edge/auth/): collaborators and SSH keys, kept by the embedded or Redis store.
+  HOPGATE_ERR_ACCESS_ACCOUNT_INVALID: {
+    message: 'account id is not 1-64 characters of [a-z0-9._@-]',
+    httpStatus: 400,
+    exitCode: 2,
+  },
+  HOPGATE_ERR_SSH_KEY_INVALID: {
+    message: 'SSH public key is not a valid OpenSSH key line',
+    httpStatus: 400,
+    exitCode: 2,
+  },
+  HOPGATE_ERR_SSH_KEY_TAKEN: {
+    message: 'SSH key already belongs to another account',
+    httpStatus: 409,
+  },
+
+  // Agent: local admin socket, certificate renewal (issue 3).
+  HOPGATE_ERR_RENEW_FAILED: { message: 'certificate renewal over the control stream failed' },
+
+  // HTTP and WebSocket ingress (issue 4).
+  HOPGATE_ERR_HTTP_BAD_TARGET: {
+    message: 'request target is not a valid hopgate URL',
+    httpStatus: 400,
+  },
+
+  // SSH ingress (issue 5).
+  HOPGATE_ERR_SSH_BAD_USERNAME: {
+    message: 'SSH username does not name a project',
+  },
+
+  // Redis store, edge registry, forwarding and drain (issue 6).
+  HOPGATE_ERR_STORE_UNAVAILABLE: {
+    message: 'the shared store is unreachable and nothing cached can answer',
+    httpStatus: 503,
+  },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERROR_CATALOG
