@@ -14,6 +14,9 @@ import { DirectDialer } from './tunnel/direct.js'
 import { startTunnelListener, type TunnelListener } from './tunnel/listener.js'
 import { startTcpIngress, type TcpIngress, type TcpMapping } from './ingress/tcp.js'
 import { startAdmin, type AdminServer } from './admin.js'
+import type { AccessStore } from './auth/access-store.js'
+import { EmbeddedAccessStore } from './auth/embedded-access.js'
+import { noopMetrics, type Metrics } from '../shared/metrics.js'
 
 export interface EdgeOptions {
   stateDir: string
@@ -29,6 +32,8 @@ export interface EdgeOptions {
   adminPort?: number
   /** Refusals and failures, for logs and metrics (reason code first). */
   onEvent?: (event: string, detail: Record<string, unknown>) => void
+  /** Where counters go; the CLI passes a PromMetrics served at /metrics. @default noopMetrics */
+  metrics?: Metrics
 }
 
 export interface Edge {
@@ -40,6 +45,9 @@ export interface Edge {
   router: Router
   opener: StreamOpener
   revocation: RevocationList
+  /** Collaborators and SSH keys: what HTTP and SSH ingress check. */
+  access: AccessStore
+  metrics: Metrics
   admin?: Pick<AdminServer, 'address'>
   close(): Promise<void>
 }
@@ -49,6 +57,8 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   const tokens = new FileTokenStore(opts.stateDir)
   const revocation = await RevocationList.open(opts.stateDir)
   const store = await EmbeddedStore.open({ stateDir: opts.stateDir, clock: systemClock })
+  const access = await EmbeddedAccessStore.open({ stateDir: opts.stateDir })
+  const metrics = opts.metrics ?? noopMetrics
   const router = new Router({ store, clock: systemClock })
   const sessions = new SessionTable()
   const heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 5000
@@ -122,6 +132,8 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     router,
     opener,
     revocation,
+    access,
+    metrics,
     ...(admin ? { admin: { address: admin.address } } : {}),
     close: async () => {
       clearInterval(watch)
@@ -131,6 +143,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
         for (const e of sessions.sessions(runnerId)) e.session.close()
       await tunnel.close()
       await store.close()
+      await access.close()
     },
   }
 }
