@@ -2,7 +2,8 @@
 // own loop (dial, handshake, serve until the session ends, back off with full jitter, again).
 // Slots prefer distinct edges when several are given and rotate to the next edge on failure.
 // A keepalive failure closes the session at once (shared/yamux), which is the watchdog: the loop
-// never waits for the OS to notice a dead TCP path. Dialing and the handshake are injected.
+// never waits for the OS to notice a dead TCP path. Drain advice makes a slot dial its
+// replacement before it lets the old session go. Dialing and the handshake are injected.
 import type { Duplex } from 'node:stream'
 import { Backoff, sleep, type BackoffOptions } from '../shared/backoff.js'
 import { systemClock, type Clock } from '../shared/clock.js'
@@ -25,6 +26,8 @@ export interface ConnectorOptions {
   backoff?: BackoffOptions
   yamux?: Partial<YamuxConfig>
   clock?: Clock
+  /** A session replaced after drain advice gets this long for its streams, in ms. @default 30000 */
+  retireGraceMs?: number
   /** Told about each failure, for logs and metrics. */
   onError?(err: unknown, info: SlotInfo): void
 }
@@ -32,6 +35,8 @@ export interface ConnectorOptions {
 export class ReverseConnector {
   private readonly abort = new AbortController()
   private readonly live = new Map<number, { session: Session; edge: string }>()
+  private readonly drainRequests = new Map<number, (alternatives: readonly string[]) => void>()
+  private readonly retiring = new Set<Session>()
   private readonly loops: Array<Promise<void>> = []
   private readonly clock: Clock
   private keepProcessAlive: NodeJS.Timeout | undefined
@@ -60,7 +65,22 @@ export class ReverseConnector {
     this.keepProcessAlive = undefined
     this.abort.abort()
     for (const { session } of this.live.values()) session.close()
+    for (const session of this.retiring) session.close()
     await Promise.all(this.loops)
+  }
+
+  /**
+   * Drain advice for `session`: its slot dials a replacement (another configured edge first,
+   * then the edge's alternatives, then the same address) and retires the old session only once
+   * the new one has finished its handshake. Returns false if no slot holds `session`.
+   */
+  drain(session: Session, advice: { alternatives?: readonly string[] } = {}): boolean {
+    for (const [slot, v] of this.live) {
+      if (v.session !== session) continue
+      this.drainRequests.get(slot)?.(advice.alternatives ?? [])
+      return true
+    }
+    return false
   }
 
   private async run(slot: number): Promise<void> {
@@ -73,33 +93,11 @@ export class ReverseConnector {
       const edge = edges[edgeIndex]!
       const info = { slot, edge }
       try {
+        // Dialed here rather than in connect(): a refused dial reaches the backoff at once.
         const transport = await this.opts.dial(edge, signal)
-        const session = new Session(transport, {
-          role: 'client',
-          ...(this.opts.yamux ? { config: this.opts.yamux } : {}),
-          clock: this.clock,
-        })
-        // Not events.once: it would also listen for 'error' and turn a keepalive failure into
-        // a rejection that skips the bookkeeping below.
-        const closed = new Promise<Error | undefined>((resolve) => session.once('close', resolve))
-        // stop() may come while this slot is between dial and serving: close what it holds.
-        const onAbort = (): void => session.close()
-        signal.addEventListener('abort', onAbort, { once: true })
-        try {
-          try {
-            await this.opts.handshake(session, info)
-          } catch (err) {
-            session.close()
-            throw err
-          }
-          this.live.set(slot, { session, edge })
-          backoff.reset()
-          const why = await closed
-          if (why && !signal.aborted) this.opts.onError?.(why, info)
-        } finally {
-          this.live.delete(slot)
-          signal.removeEventListener('abort', onAbort)
-        }
+        const up = await this.connect(info, transport)
+        backoff.reset()
+        await this.serve(slot, up)
       } catch (err) {
         if (signal.aborted) break
         this.opts.onError?.(err, info)
@@ -109,4 +107,120 @@ export class ReverseConnector {
       await sleep(backoff.next(), { clock: this.clock, signal }).catch(() => {})
     }
   }
+
+  /** Dial and handshake one session; throws (with the session closed) if either fails. */
+  private async connect(info: SlotInfo, dialed?: Duplex): Promise<Live> {
+    const signal = this.abort.signal
+    const transport = dialed ?? (await this.opts.dial(info.edge, signal))
+    const session = new Session(transport, {
+      role: 'client',
+      ...(this.opts.yamux ? { config: this.opts.yamux } : {}),
+      clock: this.clock,
+    })
+    // Not events.once: it would also listen for 'error' and turn a keepalive failure into
+    // a rejection that skips the bookkeeping in serve().
+    const closed = new Promise<Error | undefined>((resolve) => session.once('close', resolve))
+    // stop() may come while this slot is between dial and serving: close what it holds.
+    const onAbort = (): void => session.close()
+    signal.addEventListener('abort', onAbort, { once: true })
+    void closed.then(() => signal.removeEventListener('abort', onAbort))
+    try {
+      await this.opts.handshake(session, info)
+    } catch (err) {
+      session.close()
+      throw err
+    }
+    return { session, edge: info.edge, closed }
+  }
+
+  /** Serves the slot until its session ends, swapping in replacements on drain advice. */
+  private async serve(slot: number, first: Live): Promise<void> {
+    const signal = this.abort.signal
+    const retry = new Backoff(this.opts.backoff)
+    let current = first
+    let drainWanted: readonly string[] | undefined
+    this.live.set(slot, { session: current.session, edge: current.edge })
+    try {
+      while (!signal.aborted) {
+        let wake!: (alternatives: readonly string[]) => void
+        const drained = new Promise<readonly string[]>((resolve) => (wake = resolve))
+        this.drainRequests.set(slot, wake)
+        const pause =
+          drainWanted === undefined
+            ? new Promise<never>(() => {})
+            : sleep(retry.next(), { clock: this.clock, signal }).then(() => drainWanted!)
+        const outcome = await Promise.race([
+          current.closed.then((why) => ({ closed: true as const, why })),
+          drained.then((alternatives) => ({ closed: false as const, alternatives })),
+          pause.then(
+            (alternatives) => ({ closed: false as const, alternatives }),
+            () => ({ closed: true as const, why: undefined }),
+          ),
+        ])
+        if (outcome.closed) {
+          if (outcome.why && !signal.aborted)
+            this.opts.onError?.(outcome.why, { slot, edge: current.edge })
+          return
+        }
+        drainWanted = outcome.alternatives
+        const next = await this.replace(slot, current.edge, outcome.alternatives)
+        if (!next) continue
+        this.retire(current.session)
+        current = next
+        drainWanted = undefined
+        retry.reset()
+        this.live.set(slot, { session: current.session, edge: current.edge })
+      }
+    } finally {
+      this.drainRequests.delete(slot)
+      if (this.live.get(slot)?.session === current.session) this.live.delete(slot)
+    }
+  }
+
+  /** Tries each candidate edge once for a replacement session; undefined if none came up. */
+  private async replace(
+    slot: number,
+    from: string,
+    alternatives: readonly string[],
+  ): Promise<Live | undefined> {
+    const { edges } = this.opts
+    const at = edges.indexOf(from)
+    const others = edges.filter((e) => e !== from)
+    // Rotate so slots on the same edge spread over the others.
+    const rotated = others.map((_, i) => others[(i + Math.max(0, at) + slot) % others.length]!)
+    const candidates = [...new Set([...rotated, ...alternatives, from])]
+    for (const edge of candidates) {
+      if (this.abort.signal.aborted) return undefined
+      try {
+        return await this.connect({ slot, edge })
+      } catch (err) {
+        if (!this.abort.signal.aborted) this.opts.onError?.(err, { slot, edge })
+      }
+    }
+    return undefined
+  }
+
+  /**
+   * GoAway on a replaced session (the edge opens nothing new on it), then close it once only the
+   * control stream is left or the grace period is over, so in-flight streams finish.
+   */
+  private retire(session: Session): void {
+    this.retiring.add(session)
+    session.once('close', () => this.retiring.delete(session))
+    session.goAway()
+    const graceMs = this.opts.retireGraceMs ?? 30_000
+    const started = this.clock.now()
+    const check = (): void => {
+      if (session.closed) return
+      if (session.streamCount <= 1 || this.clock.now() - started >= graceMs) session.close()
+      else this.clock.setTimeout(check, 50)
+    }
+    check()
+  }
+}
+
+interface Live {
+  session: Session
+  edge: string
+  closed: Promise<Error | undefined>
 }

@@ -1,11 +1,12 @@
 // The agent's side of a session: serve the edge's streams, open the control stream, say hello
 // (hosted projects, capacity, storage), take the welcome (route epochs, heartbeat pacing), then
-// heartbeat and apply route updates and drain advice. The session ends when the control stream
-// does: a session the edge cannot steer is not worth keeping.
+// heartbeat, apply route updates, pass drain advice up, and carry certificate renewals (one at a
+// time) and project changes to the edge. The session ends when the control stream does: a
+// session the edge cannot steer is not worth keeping.
 import { HopgateError } from '../shared/errors.js'
 import type { Session } from '../shared/yamux/index.js'
 import { ControlChannel } from '../shared/tunnel/control-channel.js'
-import type { ControlMessage, Drain } from '../shared/tunnel/control-schema.js'
+import type { ControlMessage, Drain, HostedProject } from '../shared/tunnel/control-schema.js'
 import { CONTROL_VERSION } from '../shared/tunnel/control-schema.js'
 import { EpochTable, serveStream, type StreamServerOptions } from './streams.js'
 import type { TargetRegistry } from './registry.js'
@@ -37,6 +38,13 @@ export interface AgentControl {
   leaseTtlMs: number
   /** Last measured control round trip, in ms. */
   rttMs(): number | undefined
+  /**
+   * Sends a renewal CSR and resolves with the edge's PEM cert; rejects HOPGATE_ERR_RENEW_FAILED
+   * on a refusal (the edge's code is the cause), a timeout, a closed session or one in flight.
+   */
+  renew(csrPem: string, timeoutMs?: number): Promise<string>
+  /** Tells the edge which projects appeared or went away on this runner. */
+  projectsChanged(added: HostedProject[], removed: string[]): void
 }
 
 export async function agentHandshake(
@@ -77,6 +85,14 @@ export async function agentHandshake(
   }
   for (const r of first.routes ?? []) opts.epochs.observe(r.project, r.epoch)
   let rtt: number | undefined
+  let renewal:
+    { resolve(cert: string): void; reject(err: Error): void; seq: number } | undefined
+  const failRenewal = (detail: string, cause?: unknown): void => {
+    const r = renewal
+    renewal = undefined
+    r?.reject(new HopgateError('HOPGATE_ERR_RENEW_FAILED', detail, { cause }))
+  }
+  channel.once('close', () => failRenewal('the session closed'))
   const beat = setInterval(() => {
     const load = { streams: session.streamCount, projects: opts.registry.size }
     channel.send({
@@ -100,9 +116,45 @@ export async function agentHandshake(
       case 'drain':
         opts.onDrain?.(msg)
         return
+      case 'renewResponse': {
+        const r = renewal
+        renewal = undefined
+        r?.resolve(msg.cert)
+        return
+      }
+      case 'error':
+        if (msg.about === 'renewRequest' && renewal && msg.aboutSeq === renewal.seq) {
+          // The edge's code is only a peer's word: kept as the cause, never branched on.
+          failRenewal(`edge refused: ${msg.code}`, new Error(msg.message))
+        }
+        return
       default:
         return
     }
   })
-  return { edgeId: first.edgeId, leaseTtlMs: first.leaseTtlMs, rttMs: () => rtt }
+  return {
+    edgeId: first.edgeId,
+    leaseTtlMs: first.leaseTtlMs,
+    rttMs: () => rtt,
+    renew: (csrPem, timeoutMs = 30_000) =>
+      new Promise<string>((resolve, reject) => {
+        if (renewal) {
+          return reject(new HopgateError('HOPGATE_ERR_RENEW_FAILED', 'a renewal is in flight'))
+        }
+        if (channel.stream.destroyed) {
+          return reject(new HopgateError('HOPGATE_ERR_RENEW_FAILED', 'the session closed'))
+        }
+        const timer = setTimeout(() => failRenewal(`no answer in ${timeoutMs} ms`), timeoutMs)
+        timer.unref()
+        renewal = {
+          seq: channel.nextSeq,
+          resolve: (cert) => (clearTimeout(timer), resolve(cert)),
+          reject: (err) => (clearTimeout(timer), reject(err)),
+        }
+        channel.send({ type: 'renewRequest', csr: csrPem })
+      }),
+    projectsChanged: (added, removed) => {
+      if (added.length > 0 || removed.length > 0) channel.send({ type: 'projects', added, removed })
+    },
+  }
 }

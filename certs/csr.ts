@@ -28,12 +28,21 @@ export interface RunnerKeyAndCsr {
   csrPem: string
 }
 
-/** RSA 2048: node-forge can put only RSA keys in a CSR and sign certificates over them. */
-export function createRunnerKeyAndCsr(): RunnerKeyAndCsr {
+/** CN of a renewal CSR: the runner it is for (a join CSR names none; the token does). */
+export function renewalCommonName(runnerId: string): string {
+  return `hopgate runner ${runnerId}`
+}
+
+/**
+ * RSA 2048: node-forge can put only RSA keys in a CSR and sign certificates over them. A renewal
+ * passes `runnerId`, so the edge can refuse a request made for another runner.
+ */
+export function createRunnerKeyAndCsr(runnerId?: string): RunnerKeyAndCsr {
   const key = generateKeyPair(2048)
   const csr = forge.pki.createCertificationRequest()
   csr.publicKey = forge.pki.publicKeyFromPem(key.publicKeyPem)
-  csr.setSubject([{ name: 'commonName', value: 'hopgate runner' }])
+  const cn = runnerId === undefined ? 'hopgate runner' : renewalCommonName(runnerId)
+  csr.setSubject([{ name: 'commonName', value: cn }])
   csr.sign(forge.pki.privateKeyFromPem(key.privateKeyPem), forge.md.sha256.create())
   return { keyPem: key.privateKeyPem, csrPem: forge.pki.certificationRequestToPem(csr) }
 }
@@ -47,7 +56,7 @@ function bad(detail: string, cause?: unknown): HopgateError {
  * sanity check only; the decision is Node's: the signature over the request info, the key type
  * and its size.
  */
-export function checkRunnerCsr(csrPem: unknown): { publicKeyPem: string } {
+export function checkRunnerCsr(csrPem: unknown): { publicKeyPem: string; commonName?: string } {
   if (typeof csrPem !== 'string' || !csrPem.includes('-----BEGIN CERTIFICATE REQUEST-----')) {
     throw bad('not a PEM certificate request')
   }
@@ -87,7 +96,8 @@ export function checkRunnerCsr(csrPem: unknown): { publicKeyPem: string } {
   const tbs = Buffer.from(forge.asn1.toDer(csr.certificationRequestInfo).getBytes(), 'binary')
   const signature = Buffer.from(csr.signature, 'binary')
   if (!cryptoVerify(hash, tbs, key, signature)) throw bad('self-signature does not verify')
-  return { publicKeyPem }
+  const cn: unknown = csr.subject.getField('CN')?.value
+  return { publicKeyPem, ...(typeof cn === 'string' ? { commonName: cn } : {}) }
 }
 
 export interface SignRunnerCsrOptions {

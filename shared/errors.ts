@@ -285,6 +285,14 @@ export const ERROR_CATALOG = {
 
   // Agent: local admin socket, certificate renewal (issue 3).
   HOPGATE_ERR_RENEW_FAILED: { message: 'certificate renewal over the control stream failed' },
+  HOPGATE_ERR_RENEW_WRONG_RUNNER: {
+    message: 'renewal request names another runner than the session certificate',
+  },
+  HOPGATE_ERR_AGENT_ADMIN_BAD_REQUEST: {
+    message: 'agent admin socket request is not valid',
+    exitCode: 2,
+  },
+  HOPGATE_ERR_AGENT_ADMIN_UNREACHABLE: { message: 'the agent admin socket could not be reached' },
 
   // HTTP and WebSocket ingress (issue 4).
   HOPGATE_ERR_HTTP_BAD_TARGET: {

@@ -1,12 +1,18 @@
 // The edge's side of an agent session, once TLS named the runner: accept the control stream,
 // take the hello (a runner id in it must match the certificate's), register the runner with a
 // lease, claim routes for projects it hosts that have none, answer welcome with their epochs,
-// renew the lease on each heartbeat, and push route updates for the projects it hosts. Streams
-// an agent tries to open are refused: only the edge opens user streams.
-import { HopgateError } from '../../shared/errors.js'
+// renew the lease on each heartbeat, push route updates for the projects it hosts, answer
+// certificate renewals, and carry drain advice out. Streams an agent tries to open are refused:
+// only the edge opens user streams.
+import { HopgateError, isHopgateError } from '../../shared/errors.js'
 import type { Session } from '../../shared/yamux/index.js'
 import { ControlChannel } from '../../shared/tunnel/control-channel.js'
-import { CONTROL_VERSION, type ControlMessage } from '../../shared/tunnel/control-schema.js'
+import {
+  CONTROL_VERSION,
+  type ControlMessage,
+  type Drain,
+} from '../../shared/tunnel/control-schema.js'
+import type { Unsequenced } from '../../shared/tunnel/control.js'
 import type { RouteStore } from '../routing/store.js'
 import type { SessionTable } from './sessions.js'
 
@@ -17,7 +23,14 @@ export interface EdgeControlOptions {
   heartbeatIntervalMs?: number
   leaseTtlMs?: number
   handshakeTimeoutMs?: number
+  /**
+   * Signs a renewal CSR for `runnerId` (the session's verified identity) or throws a typed
+   * refusal (certs/renew.ts signRenewal). Without it, renewals are refused.
+   */
+  renew?(runnerId: string, csrPem: string): string | Promise<string>
   onError?(err: unknown, runnerId: string): void
+  /** A renewal was answered: ok, or the refusal's code. */
+  onRenew?(runnerId: string, outcome: 'ok' | string): void
 }
 
 export async function edgeHandshake(
@@ -83,6 +96,7 @@ export async function edgeHandshake(
     connector: identity.connector,
     session,
     since: Date.now(),
+    drain: (advice: Unsequenced<Drain>) => channel.send(advice),
   })
   // Fencing: the runner hears of every epoch change of a project it hosts, including a move away.
   const unsubscribe = opts.store.onChange((change) => {
@@ -108,6 +122,8 @@ export async function edgeHandshake(
             channel.send({ type: 'heartbeatAck', echo: msg.sentAt, leaseExpiresInMs: leaseTtlMs }),
           (err: unknown) => opts.onError?.(err, runnerId),
         )
+    } else if (msg.type === 'renewRequest') {
+      void answerRenewal(opts, runnerId, msg.seq, msg.csr).then((reply) => channel.send(reply))
     } else if (msg.type === 'projects') {
       for (const p of msg.removed) hosted.delete(p)
       for (const p of msg.added) hosted.add(p.project)
@@ -118,6 +134,34 @@ export async function edgeHandshake(
       ).catch((err: unknown) => opts.onError?.(err, runnerId))
     }
   })
+}
+
+/** One renewal: the new cert, or a typed error naming the request it answers. */
+async function answerRenewal(
+  opts: EdgeControlOptions,
+  runnerId: string,
+  seq: number,
+  csr: string,
+): Promise<
+  | { type: 'renewResponse'; cert: string }
+  | { type: 'error'; code: string; message: string; about: 'renewRequest'; aboutSeq: number }
+> {
+  try {
+    if (!opts.renew) throw new HopgateError('HOPGATE_ERR_RENEW_FAILED', 'this edge does not renew')
+    const cert = await opts.renew(runnerId, csr)
+    opts.onRenew?.(runnerId, 'ok')
+    return { type: 'renewResponse', cert }
+  } catch (err) {
+    const e = isHopgateError(err) ? err : new HopgateError('HOPGATE_ERR_RENEW_FAILED')
+    opts.onRenew?.(runnerId, e.code)
+    return {
+      type: 'error',
+      code: e.code,
+      message: e.message.slice(0, 1024),
+      about: 'renewRequest',
+      aboutSeq: seq,
+    }
+  }
 }
 
 /** Routes for the given projects: created for this runner where none exists, else as they are. */

@@ -6,6 +6,10 @@
 import { EventEmitter } from 'node:events'
 import type { Session } from '../../shared/yamux/index.js'
 import { GoAwayCode } from '../../shared/yamux/index.js'
+import type { Drain } from '../../shared/tunnel/control-schema.js'
+
+/** Drain advice as the edge writes it (the control channel stamps the seq). */
+export type DrainAdvice = Omit<Drain, 'type' | 'seq'>
 
 export interface AgentSession {
   runnerId: string
@@ -16,6 +20,8 @@ export interface AgentSession {
   session: Session
   /** When it registered, in clock milliseconds. */
   since: number
+  /** Sends drain advice on this session's control stream (absent in tests without one). */
+  drain?(advice: Omit<Drain, 'seq'>): void
 }
 
 export interface SessionTableEvents {
@@ -66,6 +72,24 @@ export class SessionTable extends EventEmitter<SessionTableEvents> {
       e.session.close()
     }
     return list.length
+  }
+
+  /**
+   * Advises every session of `runnerId` (or of every runner) to move: the agent opens a
+   * replacement first, then lets the old session go (docs/PROTOCOL.md "Drain"). Returns how
+   * many sessions were told. The sessions stay usable until the agent retires them.
+   */
+  drain(advice: DrainAdvice, runnerId?: string): number {
+    let n = 0
+    const runners = runnerId === undefined ? this.runners() : [runnerId]
+    for (const id of runners) {
+      for (const e of this.sessions(id)) {
+        if (!e.drain) continue
+        e.drain({ type: 'drain', ...advice })
+        n++
+      }
+    }
+    return n
   }
 
   get size(): number {

@@ -36,6 +36,11 @@ export class ControlChannel<S extends Side> extends EventEmitter<ControlChannelE
     stream.once('close', () => this.emit('close'))
   }
 
+  /** The seq the next sent message will carry (to match an answer's aboutSeq). */
+  get nextSeq(): number {
+    return this.encoder.nextSeq
+  }
+
   send(msg: Unsequenced<MessageFrom<S>>): void {
     if (this.stream.destroyed || this.stream.writableEnded) return
     this.stream.write(this.encoder.encode(msg))
