@@ -85,8 +85,7 @@ export async function agentHandshake(
   }
   for (const r of first.routes ?? []) opts.epochs.observe(r.project, r.epoch)
   let rtt: number | undefined
-  let renewal:
-    { resolve(cert: string): void; reject(err: Error): void; seq: number } | undefined
+  let renewal: { resolve(cert: string): void; reject(err: Error): void; seq: number } | undefined
   const failRenewal = (detail: string, cause?: unknown): void => {
     const r = renewal
     renewal = undefined

@@ -24,6 +24,8 @@ export interface DirectListenerOptions {
 
 export interface DirectListener {
   address: AddressInfo
+  /** Serves a renewed key and cert to edges that dial from now on. */
+  setIdentity(identity: RunnerIdentity): void
   close(): Promise<void>
 }
 
@@ -67,6 +69,13 @@ export async function startDirectListener(opts: DirectListenerOptions): Promise<
   await once(server, 'listening')
   return {
     address: server.address() as AddressInfo,
+    setIdentity: (id) =>
+      server.setSecureContext({
+        key: id.keyPem,
+        cert: id.certPem,
+        ca: id.edgeCaPem,
+        minVersion: 'TLSv1.3',
+      }),
     close: async () => {
       for (const s of sockets) s.destroy()
       await new Promise<void>((resolve) => server.close(() => resolve()))

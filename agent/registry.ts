@@ -75,6 +75,11 @@ export class TargetRegistry {
     return this.projects.delete(project)
   }
 
+  /** A project's targets as configured (for `hopgate agent project list`). */
+  get(project: string): ProjectTargets | undefined {
+    return this.projects.get(project)
+  }
+
   has(project: string): boolean {
     return this.projects.has(project)
   }

@@ -29,6 +29,8 @@ export interface EdgeControlOptions {
    */
   renew?(runnerId: string, csrPem: string): string | Promise<string>
   onError?(err: unknown, runnerId: string): void
+  /** The agent announced a change to the projects it hosts. */
+  onProjects?(runnerId: string, change: { added: number; removed: number }): void
   /** A renewal was answered: ok, or the refusal's code. */
   onRenew?(runnerId: string, outcome: 'ok' | string): void
 }
@@ -114,7 +116,10 @@ export async function edgeHandshake(
       opts.store
         .heartbeat(
           runnerId,
-          { storage: { ...hello.storage, freeBytes: msg.storage.freeBytes } },
+          {
+            storage: { ...hello.storage, freeBytes: msg.storage.freeBytes },
+            projects: hosted.size,
+          },
           leaseTtlMs,
         )
         .then(
@@ -127,6 +132,7 @@ export async function edgeHandshake(
     } else if (msg.type === 'projects') {
       for (const p of msg.removed) hosted.delete(p)
       for (const p of msg.added) hosted.add(p.project)
+      opts.onProjects?.(runnerId, { added: msg.added.length, removed: msg.removed.length })
       claimRoutes(
         opts.store,
         runnerId,
