@@ -1,5 +1,5 @@
 // The edge admin HTTP API (default 127.0.0.1:9090, loopback because it is unauthenticated):
-// liveness and readiness, the runner list with health and live sessions, route get and
+// liveness and readiness, Prometheus metrics, the runner list with health and live sessions, route get and
 // compare-and-set, and revocation that closes a runner's sessions at once. Errors answer as
 // `{error:{code,message}}` with the typed code's HTTP status; `hopgate runners|route|runner` call it.
 import http from 'node:http'
@@ -26,6 +26,8 @@ export interface AdminOptions {
   /** Readiness: true while the tunnel listener accepts connections. */
   ready: () => boolean
   onRevoke?: (runnerId: string, sessionsClosed: number) => void
+  /** Prometheus text for `GET /metrics` (shared/metrics-prom.ts render()); 404 without it. */
+  metrics?: () => Promise<{ contentType: string; body: string }>
 }
 
 export interface AdminServer {
@@ -38,6 +40,17 @@ type Reply = { status: number; body: unknown }
 
 export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
   const server = http.createServer((req, res) => {
+    if (opts.metrics && req.method === 'GET' && req.url?.split('?')[0] === '/metrics') {
+      // Text, not JSON: the one endpoint whose format Prometheus decides.
+      opts.metrics().then(
+        (m) => {
+          res.writeHead(200, { 'content-type': m.contentType, 'cache-control': 'no-store' })
+          res.end(m.body)
+        },
+        (err: unknown) => send(res, errorReply(err)),
+      )
+      return
+    }
     handle(opts, req).then(
       (reply) => send(res, reply),
       (err: unknown) => send(res, errorReply(err)),

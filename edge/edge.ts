@@ -1,14 +1,15 @@
 // One edge process, assembled: PKI and stores from the state directory, the router, the session
 // table, the tunnel listener (enrollment and agent sessions), raw TCP ingress, and the watch that
-// closes a revoked runner's live sessions within one heartbeat interval. HTTP, SSH and the admin
-// API join here in later issues; each is one more ingress over the same opener.
+// closes a revoked runner's live sessions within one heartbeat interval, the admin API and the
+// tunnel metrics. A failed start closes whatever it had opened. HTTP and SSH join here in later
+// issues; each is one more ingress over the same opener.
 import { systemClock } from '../shared/clock.js'
 import { loadPki } from '../certs/pki.js'
 import { FileTokenStore } from '../certs/tokens.js'
 import { RevocationList } from '../certs/revocation.js'
 import { EmbeddedStore } from './routing/embedded-store.js'
 import { Router } from './routing/router.js'
-import { SessionTable } from './tunnel/sessions.js'
+import { SessionTable, type DrainAdvice } from './tunnel/sessions.js'
 import { StreamOpener } from './tunnel/opener.js'
 import { DirectDialer } from './tunnel/direct.js'
 import { startTunnelListener, type TunnelListener } from './tunnel/listener.js'
@@ -17,6 +18,9 @@ import { startAdmin, type AdminServer } from './admin.js'
 import type { AccessStore } from './auth/access-store.js'
 import { EmbeddedAccessStore } from './auth/embedded-access.js'
 import { noopMetrics, type Metrics } from '../shared/metrics.js'
+import { signRenewal } from '../certs/renew.js'
+import { wallClock } from '../certs/state.js'
+import { edgeTunnelMetrics } from './tunnel/metrics.js'
 
 export interface EdgeOptions {
   stateDir: string
@@ -34,6 +38,8 @@ export interface EdgeOptions {
   onEvent?: (event: string, detail: Record<string, unknown>) => void
   /** Where counters go; the CLI passes a PromMetrics served at /metrics. @default noopMetrics */
   metrics?: Metrics
+  /** Renders `metrics` for `GET /metrics` on the admin API (PromMetrics.render). */
+  renderMetrics?: () => Promise<{ contentType: string; body: string }>
 }
 
 export interface Edge {
@@ -49,6 +55,8 @@ export interface Edge {
   access: AccessStore
   metrics: Metrics
   admin?: Pick<AdminServer, 'address'>
+  /** Sends drain advice to a runner's sessions (or every session); returns how many were told. */
+  drain(advice: DrainAdvice, runnerId?: string): number
   close(): Promise<void>
 }
 
@@ -56,11 +64,25 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   const pki = await loadPki(opts.stateDir)
   const tokens = new FileTokenStore(opts.stateDir)
   const revocation = await RevocationList.open(opts.stateDir)
+  // What is opened from here on is closed again, newest first, if a later step fails (a port
+  // already taken must not leave the tunnel listener or the stores open).
+  const opened: Array<() => Promise<void>> = []
+  const closeOpened = async (): Promise<void> => {
+    for (let c = opened.pop(); c; c = opened.pop()) await c().catch(() => {})
+  }
+  const guard = <T>(step: Promise<T>): Promise<T> =>
+    step.catch(async (err: unknown) => {
+      await closeOpened()
+      throw err
+    })
   const store = await EmbeddedStore.open({ stateDir: opts.stateDir, clock: systemClock })
-  const access = await EmbeddedAccessStore.open({ stateDir: opts.stateDir })
+  opened.push(() => store.close())
+  const access = await guard(EmbeddedAccessStore.open({ stateDir: opts.stateDir }))
+  opened.push(() => access.close())
   const metrics = opts.metrics ?? noopMetrics
   const router = new Router({ store, clock: systemClock })
   const sessions = new SessionTable()
+  const counted = edgeTunnelMetrics(metrics, sessions)
   const heartbeatIntervalMs = opts.heartbeatIntervalMs ?? 5000
   const event = opts.onEvent ?? (() => {})
   const control = {
@@ -69,7 +91,17 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     sessions,
     heartbeatIntervalMs,
     ...(opts.leaseTtlMs ? { leaseTtlMs: opts.leaseTtlMs } : {}),
-    onError: (err: unknown, runnerId: string) => event('control-error', { runnerId, err }),
+    // The session's runner id comes from its verified cert; the CSR only has to agree.
+    renew: (runnerId: string, csrPem: string) =>
+      signRenewal({ csrPem, runnerId, runnerCa: pki.runnerCa, revocation, clock: wallClock }),
+    onRenew: (runnerId: string, outcome: string) => {
+      counted.renewed(outcome)
+      event(outcome === 'ok' ? 'cert-renewed' : 'renew-refused', { runnerId, outcome })
+    },
+    onError: (err: unknown, runnerId: string) => {
+      counted.controlError(err)
+      event('control-error', { runnerId, err })
+    },
   }
   // In-cluster runners: dialed when no reverse session is there (and reverse ones need no dial).
   const direct = new DirectDialer({ pki, store, revocation, control })
@@ -78,23 +110,35 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     sessions,
     connect: (runnerId) => direct.connect(runnerId),
   })
-  const tunnel = await startTunnelListener({
-    host: opts.tunnelHost ?? '127.0.0.1',
-    port: opts.tunnelPort ?? 7443,
-    pki,
-    tokens,
-    revocation,
-    control,
-    onRefused: (code, detail) => event('tunnel-refused', { code, ...detail }),
-    onSession: (runnerId) => event('session', { runnerId }),
+  const tunnel = await guard(
+    startTunnelListener({
+      host: opts.tunnelHost ?? '127.0.0.1',
+      port: opts.tunnelPort ?? 7443,
+      pki,
+      tokens,
+      revocation,
+      control,
+      onRefused: (code, detail) => {
+        counted.refused(code)
+        event('tunnel-refused', { code, ...detail })
+      },
+      onSession: (runnerId) => event('session', { runnerId }),
+    }),
+  )
+  opened.push(async () => {
+    for (const runnerId of sessions.runners())
+      for (const e of sessions.sessions(runnerId)) e.session.close()
+    await tunnel.close()
   })
   const tcp: TcpIngress[] = []
   for (const mapping of opts.tcp ?? []) {
-    tcp.push(
-      await startTcpIngress(mapping, opener, (err) =>
+    const ingress = await guard(
+      startTcpIngress(mapping, opener, (err) =>
         event('tcp-refused', { err, project: mapping.project }),
       ),
     )
+    tcp.push(ingress)
+    opened.push(() => ingress.close())
   }
   // `hopgate runner revoke` writes the list from another process: re-read it every heartbeat.
   const watch = setInterval(() => {
@@ -110,18 +154,22 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     )
   }, heartbeatIntervalMs)
   watch.unref()
+  opened.push(async () => clearInterval(watch))
   let admin: AdminServer | undefined
   if (opts.adminPort !== undefined) {
-    admin = await startAdmin({
-      host: opts.adminHost ?? '127.0.0.1',
-      port: opts.adminPort,
-      store,
-      router,
-      sessions,
-      revocation,
-      ready: () => tunnel.server.listening,
-      onRevoke: (runnerId, closed) => event('runner-revoked', { runnerId, sessions: closed }),
-    })
+    admin = await guard(
+      startAdmin({
+        host: opts.adminHost ?? '127.0.0.1',
+        port: opts.adminPort,
+        store,
+        router,
+        sessions,
+        revocation,
+        ready: () => tunnel.server.listening,
+        onRevoke: (runnerId, closed) => event('runner-revoked', { runnerId, sessions: closed }),
+        ...(opts.renderMetrics ? { metrics: opts.renderMetrics } : {}),
+      }),
+    )
   }
   return {
     edgeId: pki.edgeId,
@@ -135,6 +183,11 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     access,
     metrics,
     ...(admin ? { admin: { address: admin.address } } : {}),
+    drain: (advice, runnerId) => {
+      const n = sessions.drain(advice, runnerId)
+      counted.drained(n)
+      return n
+    },
     close: async () => {
       clearInterval(watch)
       await admin?.close()

@@ -7,6 +7,7 @@ import { z } from 'zod'
 import { startEdge } from '../../../edge/edge.js'
 import { parseTcpMapping } from '../../../edge/ingress/tcp.js'
 import { createLogger } from '../../log.js'
+import { PromMetrics } from '../../metrics-prom.js'
 import {
   addConfigOptions,
   configFromOptions,
@@ -55,8 +56,11 @@ export function registerEdge(program: Command): void {
     const tcp = config.tcp.map(parseTcpMapping)
     const log = createLogger({ bindings: { cmd: 'edge' } })
     const signals = firstSignal(log)
+    const metrics = new PromMetrics({ defaultMetrics: true })
     try {
       const edge = await startEdge({
+        metrics,
+        renderMetrics: () => metrics.render(),
         stateDir: config.stateDir,
         tunnelHost: tunnel.host,
         tunnelPort: tunnel.port,
