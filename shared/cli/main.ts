@@ -15,6 +15,7 @@ import { registerEdge } from './commands/edge.js'
 import { registerRoute } from './commands/route.js'
 import { registerRunners } from './commands/runners.js'
 import { registerBench } from './commands/bench.js'
+import { registerConfig } from './commands/config.js'
 import { packageVersion, registerVersion } from './commands/version.js'
 
 const EXIT_OK = 0
@@ -42,6 +43,7 @@ function buildProgram(): Command {
   registerRunners(program)
   registerRoute(program)
   registerBench(program)
+  registerConfig(program)
   return program
 }
 

@@ -16,10 +16,13 @@ import {
 import type { AgentReport } from '../../../agent/control.js'
 import { HopgateError } from '../../errors.js'
 import { createLogger } from '../../log.js'
+import { PromMetrics } from '../../metrics-prom.js'
+import { registerAgentProject } from './agent-project.js'
 import {
   addConfigOptions,
   configFromOptions,
   firstSignal,
+  formatHostPort,
   parseHostPort,
   printJson,
 } from './common.js'
@@ -38,6 +41,10 @@ export const agentConfigSchema = z.looseObject({
     .string()
     .default('')
     .describe('address edges dial for the direct connector (default: listen)'),
+  adminListen: z
+    .string()
+    .default('')
+    .describe('health and metrics HTTP listener host:port (/healthz /readyz /metrics; empty: off)'),
   maxProjects: z
     .number()
     .int()
@@ -50,20 +57,37 @@ export const agentConfigSchema = z.looseObject({
 const projectsSchema = z.record(z.string().regex(PROJECT_ID), projectTargetsSchema).default({})
 
 /** Flag spelling users type for a leaf whose path name is plural. */
-const RENAME = { '--edges': '--edge' }
+const RENAME = { '--edges': '--edge', '--admin-listen': '--admin' }
 
 function loadAgentConfig(opts: Record<string, unknown>) {
-  const config = configFromOptions(agentConfigSchema, opts, RENAME)
+  return checkAgentConfig(configFromOptions(agentConfigSchema, opts, RENAME))
+}
+
+/** The checks past the schema: projects, edge and listen addresses. Each problem one string. */
+export function agentConfigProblems(config: z.output<typeof agentConfigSchema>): string[] {
+  const problems: string[] = []
   const parsed = projectsSchema.safeParse(config.projects)
   if (!parsed.success) {
-    const why = parsed.error.issues.map((i) => `projects.${i.path.join('.')}: ${i.message}`)
-    throw new HopgateError('HOPGATE_ERR_CONFIG_INVALID', why.join('; '))
+    for (const i of parsed.error.issues) problems.push(`projects.${i.path.join('.')}: ${i.message}`)
   }
-  if (config.edges.length === 0) {
-    throw new HopgateError('HOPGATE_ERR_CONFIG_INVALID', 'no edge: give --edge host:port or edges:')
+  if (config.edges.length === 0) problems.push('edges: no edge: give --edge host:port or edges:')
+  const addr = (value: string, what: string, allowZero: boolean): void => {
+    try {
+      parseHostPort(value, what, allowZero)
+    } catch {
+      problems.push(`${what}: want host:port, got ${JSON.stringify(value)}`)
+    }
   }
-  for (const e of config.edges) parseHostPort(e, 'edges')
-  // Checked here for a config-error exit; the registry parses the input form itself.
+  config.edges.forEach((e, i) => addr(e, `edges.${i}`, false))
+  if (config.listen) addr(config.listen, 'listen', true)
+  if (config.adminListen) addr(config.adminListen, 'adminListen', true)
+  return problems
+}
+
+function checkAgentConfig(config: z.output<typeof agentConfigSchema>) {
+  const problems = agentConfigProblems(config)
+  if (problems.length > 0) throw new HopgateError('HOPGATE_ERR_CONFIG_INVALID', problems.join('; '))
+  // Checked above for a config-error exit; the registry parses the input form itself.
   const projects = (config.projects ?? {}) as Record<string, ProjectTargetsInput>
   return { ...config, projects }
 }
@@ -87,6 +111,7 @@ function reporter(stateDir: string, maxProjects: number): () => AgentReport {
 
 export function registerAgent(program: Command): void {
   const agent = program.command('agent').description('the runner side: enrollment and tunnels')
+  registerAgentProject(agent)
 
   agent
     .command('join')
@@ -115,8 +140,14 @@ export function registerAgent(program: Command): void {
     const config = loadAgentConfig(opts)
     const log = createLogger({ bindings: { cmd: 'agent' } })
     const signals = firstSignal(log)
+    const metrics = new PromMetrics({ defaultMetrics: true })
     try {
       const a = await startAgent({
+        metrics,
+        renderMetrics: () => metrics.render(),
+        ...(config.adminListen
+          ? { health: parseHostPort(config.adminListen, 'adminListen', true) }
+          : {}),
         stateDir: config.stateDir,
         edges: config.edges,
         slots: config.slots,
@@ -135,6 +166,8 @@ export function registerAgent(program: Command): void {
         edges: config.edges,
         direct: a.direct ? `${config.listen.replace(/:\d+$/, '')}:${a.direct.address.port}` : null,
         projects: Object.keys(config.projects),
+        admin: a.health ? formatHostPort(a.health.address) : null,
+        adminSocket: a.adminSocket?.path ?? null,
       }
       log.info(ready, 'agent ready')
       if (opts.json) printJson(ready)
