@@ -122,7 +122,9 @@ export async function callAdminSocket(
       socket.on('data', (chunk: string) => {
         got += chunk
         const nl = got.indexOf('\n')
-        if (nl >= 0) (clearTimeout(timer), resolve(got.slice(0, nl)))
+        if (nl < 0) return
+        clearTimeout(timer)
+        resolve(got.slice(0, nl))
       })
       socket.once('end', () => (clearTimeout(timer), reject(new Error('closed without answer'))))
       socket.write(JSON.stringify(req) + '\n')

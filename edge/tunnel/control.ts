@@ -31,8 +31,8 @@ export interface EdgeControlOptions {
   onError?(err: unknown, runnerId: string): void
   /** The agent announced a change to the projects it hosts. */
   onProjects?(runnerId: string, change: { added: number; removed: number }): void
-  /** A renewal was answered: ok, or the refusal's code. */
-  onRenew?(runnerId: string, outcome: 'ok' | string): void
+  /** A renewal was answered: outcome `ok`, or the refusal's code. */
+  onRenew?(runnerId: string, outcome: string): void
 }
 
 export async function edgeHandshake(

@@ -35,10 +35,11 @@ export class SessionTable extends EventEmitter<SessionTableEvents> {
   /** Registers a session; a live one in the same slot is superseded (GoAway, then closed). */
   add(entry: AgentSession): void {
     const old = this.byRunner.get(entry.runnerId)?.find((e) => e.slot === entry.slot)
-    if (old) this.drop(old, 'superseded')
     const list = this.byRunner.get(entry.runnerId) ?? []
     list.push(entry)
     this.byRunner.set(entry.runnerId, list)
+    // Dropped after the new one is in: whoever hears 'removed' can already pick the successor.
+    if (old) this.drop(old, 'superseded')
     entry.session.once('close', () => this.drop(entry, 'closed'))
     this.emit('added', entry)
     // Streams still open on the old session may finish; it just takes no new ones.

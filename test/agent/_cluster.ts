@@ -132,7 +132,9 @@ export async function echoClient(port: number): Promise<{
         let got = ''
         const onData = (c: string): void => {
           got += c
-          if (got.length >= text.length) (socket.off('data', onData), resolve(got))
+          if (got.length < text.length) return
+          socket.off('data', onData)
+          resolve(got)
         }
         socket.on('data', onData)
         socket.once('error', reject)

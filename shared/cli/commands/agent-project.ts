@@ -76,15 +76,21 @@ export function registerAgentProject(agent: Command): void {
   withSocket(project.command('list').description('the projects this agent hosts')).action(
     async (opts: SocketOpts) => {
       const answer = await callAdminSocket(socketOf(opts), { op: 'list' })
-      const projects = (answer.projects ?? []) as Array<Record<string, unknown>>
+      const projects = (answer.projects ?? []) as Array<{
+        project: string
+        host: string
+        sshPort?: number
+        rawPort?: number
+        allowedPorts?: Array<number | [number, number]>
+      }>
       if (opts.json) return printJson({ projects })
       for (const p of projects) {
-        const ports = (p.allowedPorts as unknown[] | undefined) ?? []
+        const ports = p.allowedPorts ?? []
         const parts = [
-          String(p.project),
-          `host=${String(p.host)}`,
-          p.sshPort ? `ssh=${String(p.sshPort)}` : '',
-          p.rawPort ? `raw=${String(p.rawPort)}` : '',
+          p.project,
+          `host=${p.host}`,
+          p.sshPort ? `ssh=${p.sshPort}` : '',
+          p.rawPort ? `raw=${p.rawPort}` : '',
           ports.length
             ? `ports=${ports.map((x) => (Array.isArray(x) ? x.join('-') : String(x))).join(',')}`
             : '',
