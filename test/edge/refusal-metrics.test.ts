@@ -32,8 +32,6 @@ t.test('every identity refusal is logged with its reason and counted', async (tt
   })
   const seen = (): Promise<void> => until(() => events.length > 0, 'refusal reported')
   const tunnelPort = edge.edge.tunnel.address.port
-  void host
-  void port
 
   const attempt = async (client: Issued | undefined): Promise<void> => {
     const socket = tls.connect({
