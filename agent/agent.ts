@@ -176,21 +176,27 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
               event('renew-failed', { err })
             },
           })
-    const admin =
-      opts.adminSocket === false
-        ? undefined
-        : await startAdminSocket(
-            opts.adminSocket ?? adminSocketPath(opts.stateDir),
-            projectAdmin({
-              registry,
-              epochs,
-              controls: () => [...controls.values()],
-              onChange: (detail) => {
-                m.projects(registry.size)
-                event('projects-changed', detail)
-              },
-            }),
-          )
+    const handleAdmin = projectAdmin({
+      registry,
+      epochs,
+      controls: () => [...controls.values()],
+      onChange: (detail) => {
+        m.projects(registry.size)
+        event('projects-changed', detail)
+      },
+    })
+    let admin: AdminSocket | undefined
+    if (typeof opts.adminSocket === 'string') {
+      admin = await startAdminSocket(opts.adminSocket, handleAdmin)
+    } else if (opts.adminSocket !== false) {
+      // The default path may be too long for a unix socket (about 107 bytes) or sit on a file
+      // system without sockets: the agent still serves, and says why it has no admin socket.
+      const path = adminSocketPath(opts.stateDir)
+      admin = await startAdminSocket(path, handleAdmin).catch((err: unknown) => {
+        event('admin-socket-failed', { path, err })
+        return undefined
+      })
+    }
     if (admin) closers.push(() => admin.close())
     const health = opts.health
       ? await startHealthServer({
