@@ -37,6 +37,8 @@ export class ReverseConnector {
   private readonly live = new Map<number, { session: Session; edge: string }>()
   private readonly drainRequests = new Map<number, (alternatives: readonly string[]) => void>()
   private readonly retiring = new Set<Session>()
+  /** Drained sessions: when, on this.clock, the advice lets them go at the earliest. */
+  private readonly notBefore = new WeakMap<Session, number>()
   private readonly loops: Array<Promise<void>> = []
   private readonly clock: Clock
   private keepProcessAlive: NodeJS.Timeout | undefined
@@ -74,9 +76,13 @@ export class ReverseConnector {
    * then the edge's alternatives, then the same address) and retires the old session only once
    * the new one has finished its handshake. Returns false if no slot holds `session`.
    */
-  drain(session: Session, advice: { alternatives?: readonly string[] } = {}): boolean {
+  drain(
+    session: Session,
+    advice: { alternatives?: readonly string[]; reconnectAfterMs?: number } = {},
+  ): boolean {
     for (const [slot, v] of this.live) {
       if (v.session !== session) continue
+      this.notBefore.set(session, this.clock.now() + (advice.reconnectAfterMs ?? 0))
       this.drainRequests.get(slot)?.(advice.alternatives ?? [])
       return true
     }
@@ -207,15 +213,18 @@ export class ReverseConnector {
   private retire(session: Session): void {
     this.retiring.add(session)
     session.once('close', () => this.retiring.delete(session))
-    session.goAway()
     const graceMs = this.opts.retireGraceMs ?? 30_000
-    const started = this.clock.now()
-    const check = (): void => {
+    const wait = Math.max(0, (this.notBefore.get(session) ?? 0) - this.clock.now())
+    const check = (started: number): void => {
       if (session.closed) return
       if (session.streamCount <= 1 || this.clock.now() - started >= graceMs) session.close()
-      else this.clock.setTimeout(check, 50)
+      else this.clock.setTimeout(() => check(started), 50)
     }
-    check()
+    // The advice's reconnectAfterMs: the old session stays usable that long, then GoAway.
+    this.clock.setTimeout(() => {
+      session.goAway()
+      check(this.clock.now())
+    }, wait)
   }
 }
 
