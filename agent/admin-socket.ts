@@ -48,9 +48,13 @@ export async function startAdminSocket(
     let buffered = ''
     let chain = Promise.resolve()
     socket.setEncoding('utf8')
-    socket.on('data', (chunk: string) => {
+    const onData = (chunk: string): void => {
       buffered += chunk
       if (buffered.length > MAX_ADMIN_LINE_BYTES) {
+        // Answer once, then stop buffering: the rest of an oversized line is read and dropped.
+        buffered = ''
+        socket.off('data', onData)
+        socket.resume()
         const e = new HopgateError('HOPGATE_ERR_AGENT_ADMIN_BAD_REQUEST', 'line too long')
         socket.end(JSON.stringify(errorAnswer(e)) + '\n')
         return
@@ -64,7 +68,8 @@ export async function startAdminSocket(
           if (!socket.destroyed) socket.write(JSON.stringify(answer) + '\n')
         })
       }
-    })
+    }
+    socket.on('data', onData)
   })
   server.listen(path)
   await once(server, 'listening')
