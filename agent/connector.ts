@@ -223,7 +223,10 @@ export class ReverseConnector {
     // The advice's reconnectAfterMs: the old session stays usable that long, then GoAway.
     this.clock.setTimeout(() => {
       session.goAway()
-      check(this.clock.now())
+      // Checked on a later tick: Session.close() in the same tick as goAway() ends the transport
+      // before the queued GoAway frame is flushed.
+      const started = this.clock.now()
+      this.clock.setTimeout(() => check(started), 50)
     }, wait)
   }
 }

@@ -111,3 +111,43 @@ t.test('stop() ends every loop and closes every session', async (tt) => {
   tt.equal(h.connector.sessions().length, 0)
   tt.equal(h.clock.pending <= 3, true, 'at most the transports’ bounded close timers remain')
 })
+
+t.test('drain: replacement first, old session kept until reconnectAfterMs', async (tt) => {
+  const h = harness(['e1:7443', 'e2:7443'], 1)
+  const keep = setInterval(() => {}, 1000)
+  tt.teardown(async () => (clearInterval(keep), await h.connector.stop()))
+  h.connector.start()
+  await until(() => h.connector.sessions().length === 1, 'connected')
+  const first = h.connector.sessions()[0]!
+  tt.equal(first.edge, 'e1:7443')
+  const oldEdgeSide = h.edgeSessions[0]!
+  let goAway = false
+  oldEdgeSide.once('goaway', () => (goAway = true))
+  tt.ok(h.connector.drain(first.session, { reconnectAfterMs: 1000 }), 'the slot takes the advice')
+  tt.notOk(h.connector.drain(oldEdgeSide, {}), 'a session no slot holds is not drained')
+  await until(() => h.connector.sessions()[0]?.edge === 'e2:7443', 'moved to the other edge')
+  tt.same(h.dials, ['e1:7443', 'e2:7443'], 'one dial, to the other configured edge')
+  await new Promise((r) => setTimeout(r, 20))
+  tt.notOk(goAway, 'no GoAway before reconnectAfterMs')
+  tt.notOk(first.session.closed, 'old session still open')
+  h.clock.advance(1000)
+  await until(() => goAway, 'GoAway reached the edge')
+  tt.notOk(first.session.closed, 'not closed in the same tick as the GoAway')
+  h.clock.advance(50)
+  await until(() => goAway && first.session.closed, 'GoAway, then closed (no streams left)')
+  tt.pass('old session retired after reconnectAfterMs')
+
+  // A replacement that cannot come up leaves the current session serving.
+  h.deadEdges.add('e1:7443')
+  h.deadEdges.add('e2:7443')
+  const second = h.connector.sessions()[0]!.session
+  h.connector.drain(second)
+  await until(() => h.dials.length === 4, 'tried the other edge and the same one')
+  tt.same(h.dials.slice(2), ['e1:7443', 'e2:7443'], 'other edge first, then the same address')
+  tt.equal(h.connector.sessions()[0]!.session, second, 'the current session keeps serving')
+  tt.notOk(second.closed)
+  h.deadEdges.clear()
+  h.clock.advance(100)
+  await until(() => h.connector.sessions()[0]!.session !== second, 'replaced after backoff')
+  tt.pass('a later attempt replaces it')
+})
