@@ -17,6 +17,8 @@ import { startAdmin, type AdminServer } from './admin.js'
 import type { AccessStore } from './auth/access-store.js'
 import { EmbeddedAccessStore } from './auth/embedded-access.js'
 import { noopMetrics, type Metrics } from '../shared/metrics.js'
+import { UserTokens } from './auth/user-tokens.js'
+import { startHttpIngress, type HttpIngress, type HttpLimits } from './http/ingress.js'
 
 export interface EdgeOptions {
   stateDir: string
@@ -34,6 +36,16 @@ export interface EdgeOptions {
   onEvent?: (event: string, detail: Record<string, unknown>) => void
   /** Where counters go; the CLI passes a PromMetrics served at /metrics. @default noopMetrics */
   metrics?: Metrics
+  /** HTTP and WebSocket ingress (edge/http/); off unless given. DESIGN default port 8080. */
+  http?: {
+    host: string
+    port: number
+    /** Enforced prefix, e.g. `/hub`. @default '' */
+    basePath?: string
+    /** Serve HTTPS; plain HTTP (behind a TLS load balancer) otherwise. */
+    tls?: { cert: string | Buffer; key: string | Buffer }
+    limits?: Partial<HttpLimits>
+  }
 }
 
 export interface Edge {
@@ -49,6 +61,8 @@ export interface Edge {
   access: AccessStore
   metrics: Metrics
   admin?: Pick<AdminServer, 'address'>
+  /** Present when started with `http`. */
+  http?: HttpIngress
   close(): Promise<void>
 }
 
@@ -110,6 +124,23 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     )
   }, heartbeatIntervalMs)
   watch.unref()
+  // HTTP ingress (issue 4): its own block so other ingresses can land beside it.
+  let http: HttpIngress | undefined
+  if (opts.http) {
+    http = await startHttpIngress({
+      host: opts.http.host,
+      port: opts.http.port,
+      ...(opts.http.basePath ? { basePath: opts.http.basePath } : {}),
+      ...(opts.http.tls ? { tls: opts.http.tls } : {}),
+      ...(opts.http.limits ? { limits: opts.http.limits } : {}),
+      opener,
+      router,
+      tokens: await UserTokens.open(opts.stateDir),
+      access,
+      metrics,
+      onEvent: event,
+    })
+  }
   let admin: AdminServer | undefined
   if (opts.adminPort !== undefined) {
     admin = await startAdmin({
@@ -119,6 +150,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       router,
       sessions,
       revocation,
+      access,
       ready: () => tunnel.server.listening,
       onRevoke: (runnerId, closed) => event('runner-revoked', { runnerId, sessions: closed }),
     })
@@ -135,9 +167,11 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     access,
     metrics,
     ...(admin ? { admin: { address: admin.address } } : {}),
+    ...(http ? { http } : {}),
     close: async () => {
       clearInterval(watch)
       await admin?.close()
+      await http?.close()
       await Promise.all(tcp.map((t) => t.close()))
       for (const runnerId of sessions.runners())
         for (const e of sessions.sessions(runnerId)) e.session.close()
