@@ -15,6 +15,8 @@ import { registerEdge } from './commands/edge.js'
 import { registerRoute } from './commands/route.js'
 import { registerRunners } from './commands/runners.js'
 import { registerBench } from './commands/bench.js'
+import { registerAcl } from './commands/acl.js'
+import { registerTokenUser } from './commands/token-user.js'
 import { packageVersion, registerVersion } from './commands/version.js'
 
 const EXIT_OK = 0
@@ -42,6 +44,9 @@ function buildProgram(): Command {
   registerRunners(program)
   registerRoute(program)
   registerBench(program)
+  // HTTP ingress (issue 4): user tokens and the ACL.
+  registerTokenUser(program)
+  registerAcl(program)
   return program
 }
 
