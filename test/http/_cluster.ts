@@ -39,6 +39,7 @@ export interface Upstream {
 
 export interface HttpCluster {
   edge: Edge
+  stateDir: string
   http: string
   tokens: UserTokens
   upstreams: Map<string, Upstream>
@@ -87,6 +88,7 @@ async function recordingUpstream(tt: TapTest, project: string, all: Recorded[]):
         'content-type': 'application/json',
         'set-cookie': ['app=1; Path=/', 'hopgate_session=planted; Path=/'],
         'x-upstream': project,
+        'content-length': Buffer.byteLength(body),
       })
       res.end(body)
     })
@@ -134,7 +136,12 @@ async function recordingUpstream(tt: TapTest, project: string, all: Recorded[]):
 /** Edge with HTTP ingress; one runner per project (runner-1 hosts P1, runner-2 hosts P2). */
 export async function startHttpCluster(
   tt: TapTest,
-  opts: { projects?: string[]; limits?: Partial<HttpLimits>; basePath?: string } = {},
+  opts: {
+    projects?: string[]
+    limits?: Partial<HttpLimits>
+    basePath?: string
+    admin?: boolean
+  } = {},
 ): Promise<HttpCluster> {
   const projects = opts.projects ?? [P1, P2]
   const edgeDir = await tempDir(tt, 'http-edge')
@@ -146,6 +153,7 @@ export async function startHttpCluster(
     stateDir: edgeDir,
     tunnelPort: 0,
     heartbeatIntervalMs: 200,
+    ...(opts.admin ? { adminPort: 0 } : {}),
     http: {
       host: '127.0.0.1',
       port: 0,
@@ -192,6 +200,7 @@ export async function startHttpCluster(
   const base = opts.basePath ?? ''
   return {
     edge,
+    stateDir: edgeDir,
     http: httpAddr,
     tokens,
     upstreams,
