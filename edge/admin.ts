@@ -163,16 +163,16 @@ async function acl(
   const [project, account] = args
   if (args.length === 1 && method === 'GET') {
     assertProjectId(project)
-    return { status: 200, body: { project, accounts: await access.collaborators(project!) } }
+    return { status: 200, body: { project, accounts: await access.collaborators(project) } }
   }
   if (args.length !== 2 || (method !== 'PUT' && method !== 'DELETE')) return undefined
   assertProjectId(project)
   assertAccountId(account)
   if (method === 'PUT') {
-    const changed = await access.grant(project!, account)
+    const changed = await access.grant(project, account)
     return { status: 200, body: { project, account, collaborator: true, changed } }
   }
-  const changed = await access.revoke(project!, account)
+  const changed = await access.revoke(project, account)
   return { status: 200, body: { project, account, collaborator: false, changed } }
 }
 

@@ -118,7 +118,7 @@ export class WebSocketRelay {
   private handshake(u: UpgradeRequest, stream: Duplex): Promise<UpgradeOutcome> {
     return new Promise<UpgradeOutcome>((resolve, reject) => {
       const up = http.request({
-        createConnection: () => stream as never,
+        createConnection: () => stream,
         method: 'GET',
         path: u.target.upstreamTarget,
         headers: upstreamRequestHeaders(u.req.rawHeaders, {

@@ -8,7 +8,7 @@ import http from 'node:http'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { startHttpCluster, rawValues, P1, P2 } from './_cluster.js'
-import { exchange, headerOf, parseResponses, request } from './_raw.js'
+import { exchange, parseResponses, request } from './_raw.js'
 
 const P3 = '3b241101-e2bb-4255-8caf-4136c566a962'
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
