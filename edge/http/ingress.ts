@@ -186,6 +186,12 @@ export async function startHttpIngress(opts: HttpIngressOptions): Promise<HttpIn
         failed(err, reply.status, reply.code)
       })
     },
+    onConnect: (req, socket) => {
+      socket.on('error', () => {})
+      const err = new HopgateError('HOPGATE_ERR_HTTP_BAD_TARGET', 'CONNECT (authority form)')
+      const reply = sendRawError(socket, err, req.headers.accept)
+      failed(err, reply.status, reply.code)
+    },
     onUpgrade: (req, socket, head) => {
       socket.on('error', () => {})
       handleUpgrade(req, socket, head).catch((err: unknown) => {

@@ -38,6 +38,8 @@ export interface ListenerOptions {
   limits: ListenerLimits
   onRequest: (req: http.IncomingMessage, res: http.ServerResponse) => void
   onUpgrade: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void
+  /** CONNECT requests (authority form); Node would otherwise close them without an answer. */
+  onConnect: (req: http.IncomingMessage, socket: Duplex) => void
 }
 
 export interface Listener {
@@ -75,6 +77,7 @@ export async function startListener(opts: ListenerOptions): Promise<Listener> {
   })
   server.on('request', opts.onRequest)
   server.on('upgrade', opts.onUpgrade)
+  server.on('connect', opts.onConnect)
   server.listen(opts.port, opts.host)
   await once(server, 'listening')
   return {

@@ -8,27 +8,36 @@ export interface RawResponse {
   status: number
   headers: Array<[string, string]>
   body: string
+  /** False when the connection ended inside this response. */
+  complete: boolean
 }
 
 export function headerOf(r: RawResponse, name: string): string | undefined {
   return r.headers.find(([k]) => k.toLowerCase() === name)?.[1]
 }
 
-/** Sends `data` and resolves with everything received once the server closes the connection. */
+/**
+ * Sends `data` and resolves with what came back once the server closed the connection, or once
+ * `responses` complete responses arrived (then the client closes).
+ */
 export async function exchange(
   addr: string,
   data: string | Buffer,
-  endAfterWrite = false,
+  responses = Infinity,
 ): Promise<Buffer> {
   const [host, port] = addr.split(':') as [string, string]
   const sock = net.connect(Number(port), host)
   sock.on('error', () => {})
   await once(sock, 'connect')
   const chunks: Buffer[] = []
-  sock.on('data', (c: Buffer) => chunks.push(c))
-  if (endAfterWrite) sock.end(data)
-  else sock.write(data)
-  await once(sock, 'close')
+  const closed = once(sock, 'close')
+  sock.on('data', (c: Buffer) => {
+    chunks.push(c)
+    const parsed = parseResponses(Buffer.concat(chunks))
+    if (parsed.length >= responses && parsed.every((r) => r.complete)) sock.destroy()
+  })
+  sock.write(data)
+  await closed
   return Buffer.concat(chunks)
 }
 
@@ -45,13 +54,17 @@ export function parseResponses(buf: Buffer): RawResponse[] {
       return [l.slice(0, i).trim(), l.slice(i + 1).trim()] as [string, string]
     })
     text = text.slice(end + 4)
-    const r: RawResponse = { status, headers, body: '' }
+    const r: RawResponse = { status, headers, body: '', complete: true }
     const cl = headerOf(r, 'content-length')
     const te = headerOf(r, 'transfer-encoding')
     if (te?.toLowerCase() === 'chunked') {
       let body = ''
       for (;;) {
         const nl = text.indexOf('\r\n')
+        if (nl < 0) {
+          r.complete = false
+          break
+        }
         const size = parseInt(text.slice(0, nl), 16)
         text = text.slice(nl + 2)
         if (size === 0) {
@@ -63,9 +76,11 @@ export function parseResponses(buf: Buffer): RawResponse[] {
       }
       r.body = body
     } else if (cl !== undefined) {
+      r.complete = text.length >= Number(cl)
       r.body = text.slice(0, Number(cl))
       text = text.slice(Number(cl))
     } else if (status >= 200 && status !== 204 && status !== 304) {
+      r.complete = false
       r.body = text
       text = ''
     }
