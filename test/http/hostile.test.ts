@@ -8,7 +8,7 @@ import t from 'tap'
 import net from 'node:net'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
-import { startHttpCluster, P1, P2, until } from './_cluster.js'
+import { startHttpCluster, P1, P2 } from './_cluster.js'
 import { exchange, parseResponses, request } from './_raw.js'
 
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ=='
