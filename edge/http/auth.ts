@@ -9,6 +9,8 @@ import type { AccessCache } from '../auth/access-cache.js'
 import type { UserTokenClaims, UserTokens } from '../auth/user-tokens.js'
 
 export const SESSION_COOKIE = 'hopgate_session'
+/** Verified tokens remembered (oldest dropped first). */
+const VERIFIED_CACHE_ENTRIES = 10_000
 
 // Only bearer tokens in hopgate's own format are ours; any other Authorization (Jupyter's
 // `token ...`, Basic for the project's app) is the project's business and passes through.
@@ -32,6 +34,9 @@ export interface AuthenticatorOptions {
 export class Authenticator {
   private readonly now: () => number
   private readonly usedLinks = new Map<string, number>()
+  // Verified tokens by their exact string: an Ed25519 verify per request is the largest CPU cost
+  // on the hot path, and a token's claims cannot change. Expiry is still checked on every use.
+  private readonly verified = new Map<string, UserTokenClaims>()
 
   constructor(private readonly opts: AuthenticatorOptions) {
     this.now = opts.now ?? Date.now
@@ -41,14 +46,14 @@ export class Authenticator {
   authenticate(headers: IncomingHttpHeaders): UserTokenClaims {
     const authz = headers.authorization
     const bearer = authz === undefined ? null : HOPGATE_BEARER_RE.exec(authz)
-    if (bearer) return this.opts.tokens.verify(bearer[1]!, this.now())
+    if (bearer) return this.verify(bearer[1]!)
     const cookies = sessionCookies(headers.cookie)
     if (cookies.length === 0) throw new HopgateError('HOPGATE_ERR_HTTP_UNAUTHENTICATED')
     let first: unknown
     // Browsers send every matching cookie of that name; the first that verifies wins.
     for (const value of cookies) {
       try {
-        return this.opts.tokens.verify(value, this.now())
+        return this.verify(value)
       } catch (err) {
         first ??= err
       }
@@ -89,6 +94,18 @@ export class Authenticator {
       `${SESSION_COOKIE}=${token}; Path=${projectPrefix}; Max-Age=${maxAge}; HttpOnly; ` +
       `SameSite=Lax${this.opts.secureCookies ? '; Secure' : ''}`
     )
+  }
+
+  private verify(token: string): UserTokenClaims {
+    const nowMs = this.now()
+    const hit = this.verified.get(token)
+    if (hit && hit.exp * 1000 > nowMs) return hit
+    const claims = this.opts.tokens.verify(token, nowMs)
+    if (this.verified.size >= VERIFIED_CACHE_ENTRIES) {
+      this.verified.delete(this.verified.keys().next().value!)
+    }
+    this.verified.set(token, claims)
+    return claims
   }
 
   private remember(jti: string, expMs: number, nowMs: number): void {
