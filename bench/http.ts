@@ -171,6 +171,7 @@ async function roleAgent(
 async function runRole(role: string, args: Record<string, string>): Promise<void> {
   // A role never outlives the bench: the IPC channel closing ends it.
   process.once('disconnect', () => setTimeout(() => process.exit(0), 200).unref())
+  process.once('SIGTERM', () => process.exit(0))
   let out: Record<string, unknown>
   if (role === 'target') out = await roleTarget()
   else if (role === 'proxy') out = await roleProxy(Number(args.to))
@@ -191,7 +192,14 @@ async function spawnRole(
 ): Promise<ChildProcess & { up: Record<string, unknown> }> {
   const argv = ['--role', role, ...Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)])]
   const child = fork(fileURLToPath(import.meta.url), argv, {
-    execArgv: ['--import', 'tsx'],
+    // HOPGATE_BENCH_PROF=<dir>: V8 CPU profiles of every role, for finding hot spots.
+    execArgv: [
+      '--import',
+      'tsx',
+      ...(process.env.HOPGATE_BENCH_PROF
+        ? ['--cpu-prof', '--cpu-prof-dir', process.env.HOPGATE_BENCH_PROF]
+        : []),
+    ],
     env: { ...process.env, HOPGATE_LOG_LEVEL: 'silent' },
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   })
