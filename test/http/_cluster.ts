@@ -141,6 +141,7 @@ export async function startHttpCluster(
     limits?: Partial<HttpLimits>
     basePath?: string
     admin?: boolean
+    tls?: { cert: string; key: string }
   } = {},
 ): Promise<HttpCluster> {
   const projects = opts.projects ?? [P1, P2]
@@ -159,6 +160,7 @@ export async function startHttpCluster(
       port: 0,
       ...(opts.basePath ? { basePath: opts.basePath } : {}),
       ...(opts.limits ? { limits: opts.limits } : {}),
+      ...(opts.tls ? { tls: opts.tls } : {}),
     },
   })
   tt.teardown(() => edge.close())
@@ -208,7 +210,7 @@ export async function startHttpCluster(
     token: (account, ttlMs) =>
       tokens.mint({ account, ...(ttlMs !== undefined ? { ttlMs } : {}) }).token,
     url: (project, path = '/') =>
-      `http://${httpAddr}${base}/${project}/port/${upstreams.get(project)?.port ?? 1}${path}`,
+      `${opts.tls ? 'https' : 'http'}://${httpAddr}${base}/${project}/port/${upstreams.get(project)?.port ?? 1}${path}`,
   }
 }
 

@@ -380,8 +380,10 @@ t.test('HTTP ingress end to end', async (tt) => {
     })
     st.equal(await get(), 200, 'the grant is seen at once despite the cached deny')
     st.equal(await get(), 200, 'and cached')
-    const list = await run(['acl', 'list', P1, '--admin', admin])
-    st.same(list.stdout.trim().split('\n'), ['alice', 'carol', 'dave'])
+    const list = (await (await fetch(`http://${admin}/v1/acl/${P1}`)).json()) as {
+      accounts: string[]
+    }
+    st.same(list.accounts, ['alice', 'carol', 'dave'], 'GET /v1/acl/<project>')
     const revoked = await fetch(`http://${admin}/v1/acl/${P1}/dave`, { method: 'DELETE' })
     st.match(await revoked.json(), { collaborator: false, changed: true })
     st.equal(await get(), 403, 'the revoke is seen on the very next request')
