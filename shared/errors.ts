@@ -316,7 +316,8 @@ export const ERROR_CATALOG = {
     httpStatus: 504,
   },
   HOPGATE_ERR_WS_BAD_UPGRADE: {
-    message: 'upgrade is not a valid WebSocket handshake (GET, Upgrade: websocket, key, version 13)',
+    message:
+      'upgrade is not a valid WebSocket handshake (GET, Upgrade: websocket, key, version 13)',
     httpStatus: 400,
   },
   HOPGATE_ERR_WS_LIMIT: {

@@ -58,7 +58,9 @@ export type EdgeConfig = z.output<typeof edgeConfigSchema>
 export function registerEdge(program: Command): void {
   const cmd = program
     .command('edge')
-    .description('run an edge: tunnel listener, HTTP and WebSocket ingress, raw TCP ingress, admin API')
+    .description(
+      'run an edge: tunnel listener, HTTP and WebSocket ingress, raw TCP ingress, admin API',
+    )
     .option('--json', 'print one JSON ready line on stdout')
   const rename = { '--http-listen': '--http' }
   addConfigOptions(cmd, edgeConfigSchema, rename).action(async (opts: Record<string, unknown>) => {
