@@ -107,6 +107,19 @@ export async function startHttpIngress(opts: HttpIngressOptions): Promise<HttpIn
     onClose: () => wsOpen.dec(),
   })
 
+  // A revoked grant also ends the account's open WebSockets on that project, not only new requests.
+  const unsubscribe = opts.access.onChange((change) => {
+    if (change.kind !== 'acl' || websockets.count(change.project) === 0) return
+    opts.access.isCollaborator(change.project, change.account).then(
+      (still) => {
+        if (still) return
+        const closed = websockets.closeFor(change.project, change.account)
+        if (closed > 0) event('http-websockets-revoked', { project: change.project, closed })
+      },
+      (err: unknown) => event('http-acl-check-failed', { err }),
+    )
+  })
+
   const failed = (err: unknown, status: number, code: string): void => {
     requests.inc({ status: String(status) })
     refused.inc({ code })
@@ -208,6 +221,7 @@ export async function startHttpIngress(opts: HttpIngressOptions): Promise<HttpIn
     proxy,
     websockets,
     close: async () => {
+      unsubscribe()
       proxy.close()
       accessCache.close()
       await listener.close()

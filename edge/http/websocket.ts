@@ -59,6 +59,8 @@ export type UpgradeOutcome = { piped: true } | { piped: false; status: number }
 
 export class WebSocketRelay {
   private readonly open = new Map<string, number>()
+  // Live pipes by `project account`, so a revoked grant can end them (ingress.ts listens).
+  private readonly pipes = new Map<string, Set<() => void>>()
 
   constructor(
     private readonly opts: {
@@ -68,6 +70,15 @@ export class WebSocketRelay {
       onClose?: () => void
     },
   ) {}
+
+  /** Ends every open WebSocket of `account` on `project`; returns how many. */
+  closeFor(project: string, account: string): number {
+    const set = this.pipes.get(`${project} ${account}`)
+    if (!set) return 0
+    const n = set.size
+    for (const end of [...set]) end()
+    return n
+  }
 
   /** Open WebSockets of a project on this edge. */
   count(project: string): number {
@@ -175,6 +186,9 @@ export class WebSocketRelay {
     // After 'upgrade', the http client hands the stream back as upSocket: the same object.
     const client = u.socket
     if (u.head.length > 0) stream.write(u.head)
+    const key = `${u.target.project} ${u.account}`
+    const pipes = this.pipes.get(key) ?? new Set<() => void>()
+    this.pipes.set(key, pipes)
     let idle: NodeJS.Timeout | undefined
     const kick = (): void => {
       clearTimeout(idle)
@@ -189,8 +203,11 @@ export class WebSocketRelay {
       client.destroy()
       stream.destroy()
       release()
+      pipes.delete(done)
+      if (pipes.size === 0 && this.pipes.get(key) === pipes) this.pipes.delete(key)
       this.opts.onClose?.()
     }
+    pipes.add(done)
     this.opts.onOpen?.()
     client.on('data', kick)
     stream.on('data', kick)

@@ -90,6 +90,22 @@ t.test('WebSocket ingress', async (tt) => {
     await until(() => c.edge.http!.websockets.count(P1) === 0, 'all released')
   })
 
+  await tt.test("a revoked grant ends that account's open WebSockets at once", async (st) => {
+    await c.edge.access.grant(P1, 'bob')
+    const bob = new WebSocket(wsUrl, { headers: { authorization: `Bearer ${c.token('bob')}` } })
+    const al = new WebSocket(wsUrl, { headers: { authorization: `Bearer ${alice}` } })
+    await Promise.all([once(bob, 'open'), once(al, 'open')])
+    const closed = once(bob, 'close')
+    await c.edge.access.revoke(P1, 'bob')
+    await closed
+    st.pass("bob's WebSocket was closed by the edge")
+    al.send('still here')
+    const [m] = (await once(al, 'message')) as [Buffer]
+    st.equal(m.toString(), 'still here', "alice's WebSocket on the same project is untouched")
+    al.close()
+    await until(() => c.edge.http!.websockets.count(P1) === 0, 'all released')
+  })
+
   await tt.test('refused before any runner sees it', async (st) => {
     const before = upgrades()
     const none = await refusedStatus(wsUrl, { accept: 'application/json' })
