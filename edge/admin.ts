@@ -12,6 +12,8 @@ import { isRouteConflict } from './routing/store.js'
 import type { Router } from './routing/router.js'
 import { assertProjectId, assertRouteState, assertRunnerId } from './routing/types.js'
 import type { SessionTable } from './tunnel/sessions.js'
+import type { AccessStore } from './auth/access-store.js'
+import { assertAccountId } from './auth/embedded-access.js'
 
 /** Request bodies are a few fields; anything larger is a mistake or an attack. */
 const MAX_BODY_BYTES = 16 * 1024
@@ -23,6 +25,8 @@ export interface AdminOptions {
   router: Router
   sessions: SessionTable
   revocation: RevocationList
+  /** Collaborators (`hopgate acl`); the ACL endpoints answer 404 without it. */
+  access?: AccessStore
   /** Readiness: true while the tunnel listener accepts connections. */
   ready: () => boolean
   onRevoke?: (runnerId: string, sessionsClosed: number) => void
@@ -99,6 +103,11 @@ async function handle(opts: AdminOptions, req: http.IncomingMessage): Promise<Re
       if (parts[3] === 'revoke') return revoke(opts, decodeURIComponent(parts[2]!))
       break
   }
+  // ACL (issue 4): GET /v1/acl/<project>, PUT|DELETE /v1/acl/<project>/<account>.
+  if (opts.access && parts[0] === 'v1' && parts[1] === 'acl') {
+    const reply = await acl(opts.access, method, parts.slice(2).map(decodeURIComponent))
+    if (reply) return reply
+  }
   throw new HopgateError('HOPGATE_ERR_ADMIN_NOT_FOUND', `${method} ${url.pathname}`)
 }
 
@@ -157,6 +166,27 @@ async function revoke(opts: AdminOptions, runnerId: string): Promise<Reply> {
   const sessionsClosed = opts.sessions.revoke(runnerId)
   opts.onRevoke?.(runnerId, sessionsClosed)
   return { status: 200, body: { runnerId, revoked: true, newly, sessionsClosed } }
+}
+
+async function acl(
+  access: AccessStore,
+  method: string,
+  args: string[],
+): Promise<Reply | undefined> {
+  const [project, account] = args
+  if (args.length === 1 && method === 'GET') {
+    assertProjectId(project)
+    return { status: 200, body: { project, accounts: await access.collaborators(project) } }
+  }
+  if (args.length !== 2 || (method !== 'PUT' && method !== 'DELETE')) return undefined
+  assertProjectId(project)
+  assertAccountId(account)
+  if (method === 'PUT') {
+    const changed = await access.grant(project, account)
+    return { status: 200, body: { project, account, collaborator: true, changed } }
+  }
+  const changed = await access.revoke(project, account)
+  return { status: 200, body: { project, account, collaborator: false, changed } }
 }
 
 async function readJson(req: http.IncomingMessage): Promise<unknown> {

@@ -21,6 +21,8 @@ import { noopMetrics, type Metrics } from '../shared/metrics.js'
 import { signRenewal } from '../certs/renew.js'
 import { wallClock } from '../certs/state.js'
 import { edgeTunnelMetrics } from './tunnel/metrics.js'
+import { UserTokens } from './auth/user-tokens.js'
+import { startHttpIngress, type HttpIngress, type HttpLimits } from './http/ingress.js'
 
 export interface EdgeOptions {
   stateDir: string
@@ -40,6 +42,16 @@ export interface EdgeOptions {
   metrics?: Metrics
   /** Renders `metrics` for `GET /metrics` on the admin API (PromMetrics.render). */
   renderMetrics?: () => Promise<{ contentType: string; body: string }>
+  /** HTTP and WebSocket ingress (edge/http/); off unless given. DESIGN default port 8080. */
+  http?: {
+    host: string
+    port: number
+    /** Enforced prefix, e.g. `/hub`. @default '' */
+    basePath?: string
+    /** Serve HTTPS; plain HTTP (behind a TLS load balancer) otherwise. */
+    tls?: { cert: string | Buffer; key: string | Buffer }
+    limits?: Partial<HttpLimits>
+  }
 }
 
 export interface Edge {
@@ -57,6 +69,8 @@ export interface Edge {
   admin?: Pick<AdminServer, 'address'>
   /** Sends drain advice to a runner's sessions (or every session); returns how many were told. */
   drain(advice: DrainAdvice, runnerId?: string): number
+  /** Present when started with `http`. */
+  http?: HttpIngress
   close(): Promise<void>
 }
 
@@ -155,6 +169,28 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   }, heartbeatIntervalMs)
   watch.unref()
   opened.push(async () => clearInterval(watch))
+  // HTTP ingress (issue 4): its own block so other ingresses can land beside it.
+  let http: HttpIngress | undefined
+  if (opts.http) {
+    const userTokens = await guard(UserTokens.open(opts.stateDir))
+    const started = await guard(
+      startHttpIngress({
+        host: opts.http.host,
+        port: opts.http.port,
+        ...(opts.http.basePath ? { basePath: opts.http.basePath } : {}),
+        ...(opts.http.tls ? { tls: opts.http.tls } : {}),
+        ...(opts.http.limits ? { limits: opts.http.limits } : {}),
+        opener,
+        router,
+        tokens: userTokens,
+        access,
+        metrics,
+        onEvent: event,
+      }),
+    )
+    opened.push(() => started.close())
+    http = started
+  }
   let admin: AdminServer | undefined
   if (opts.adminPort !== undefined) {
     admin = await guard(
@@ -165,6 +201,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
         router,
         sessions,
         revocation,
+        access,
         ready: () => tunnel.server.listening,
         onRevoke: (runnerId, closed) => event('runner-revoked', { runnerId, sessions: closed }),
         ...(opts.renderMetrics ? { metrics: opts.renderMetrics } : {}),
@@ -188,9 +225,11 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       counted.drained(n)
       return n
     },
+    ...(http ? { http } : {}),
     close: async () => {
       clearInterval(watch)
       await admin?.close()
+      await http?.close()
       await Promise.all(tcp.map((t) => t.close()))
       for (const runnerId of sessions.runners())
         for (const e of sessions.sessions(runnerId)) e.session.close()

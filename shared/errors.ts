@@ -299,6 +299,59 @@ export const ERROR_CATALOG = {
     message: 'request target is not a valid hopgate URL',
     httpStatus: 400,
   },
+  HOPGATE_ERR_HTTP_TARGET_TOO_LONG: {
+    message: 'request target is longer than 4 KiB',
+    httpStatus: 414,
+  },
+  HOPGATE_ERR_HTTP_BAD_REQUEST: {
+    message: 'request is malformed (duplicate Host, too many headers, or a refused upgrade)',
+    httpStatus: 400,
+  },
+  HOPGATE_ERR_HTTP_UNAUTHENTICATED: {
+    message: 'no valid hopgate credentials (bearer token or session cookie)',
+    httpStatus: 401,
+  },
+  HOPGATE_ERR_HTTP_FORBIDDEN: {
+    message: 'the account is not a collaborator of the project',
+    httpStatus: 403,
+  },
+  HOPGATE_ERR_HTTP_UPSTREAM_FAILED: {
+    message: 'the project service closed or broke the connection before answering',
+    httpStatus: 502,
+  },
+  HOPGATE_ERR_HTTP_UPSTREAM_TIMEOUT: {
+    message: 'the project service did not answer in time',
+    httpStatus: 504,
+  },
+  HOPGATE_ERR_WS_BAD_UPGRADE: {
+    message:
+      'upgrade is not a valid WebSocket handshake (GET, Upgrade: websocket, key, version 13)',
+    httpStatus: 400,
+  },
+  HOPGATE_ERR_WS_LIMIT: {
+    message: 'the project has as many open WebSockets as the edge allows',
+    httpStatus: 503,
+  },
+  HOPGATE_ERR_TOKEN_MALFORMED: {
+    message: 'user token is not of the form hgu1.<payload>.<signature>',
+    httpStatus: 401,
+    exitCode: 2,
+  },
+  HOPGATE_ERR_TOKEN_BAD_SIGNATURE: {
+    message: 'user token signature does not verify with this edge key',
+    httpStatus: 401,
+  },
+  HOPGATE_ERR_TOKEN_EXPIRED: {
+    message: 'user token has expired or is not yet valid',
+    httpStatus: 401,
+  },
+  HOPGATE_ERR_TOKEN_REPLAYED: {
+    message: 'one-time ?hopgate_token= link was already used',
+    httpStatus: 401,
+  },
+  HOPGATE_ERR_TOKEN_KEY_INVALID: {
+    message: 'user token signing key in the state directory is unreadable or not Ed25519',
+  },
 
   // SSH ingress (issue 5).
   HOPGATE_ERR_SSH_BAD_USERNAME: {

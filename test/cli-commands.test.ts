@@ -160,6 +160,8 @@ t.test('ca, token, edge, agent, tcp ingress, runners, route, revoke', async (tt)
     '127.0.0.1:0',
     '--admin-listen',
     '127.0.0.1:0',
+    '--http',
+    '127.0.0.1:0',
     '--tcp',
     `127.0.0.1:0=${P}:${echoPort}`,
     '--heartbeat-interval-ms',

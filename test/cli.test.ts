@@ -130,7 +130,7 @@ void t.test(
     const { ready, stop } = await startDemo(t, [])
     t.same(
       Object.keys(ready),
-      ['event', 'project', 'runner', 'stateDir', 'edges', 'services'],
+      ['event', 'project', 'runner', 'stateDir', 'edges', 'services', 'token'],
       'ready line has exactly its fields',
     )
     t.equal(ready.event, 'ready')
@@ -140,7 +140,7 @@ void t.test(
     t.ok(ready.stateDir.startsWith(tmpdir()), 'a throwaway state dir under the temp dir')
     t.equal(ready.edges.length, 1, 'one edge by default')
     const edge = ready.edges[0]!
-    t.same(Object.keys(edge), ['tunnel', 'admin', 'tcp', 'httpTcp'], 'edge entry fields')
+    t.same(Object.keys(edge), ['tunnel', 'admin', 'tcp', 'httpTcp', 'http'], 'edge entry fields')
     for (const k of ['tunnel', 'tcp', 'httpTcp'] as const) t.match(edge[k], HOST_PORT, k)
     t.ok(edge.admin === null || HOST_PORT.test(edge.admin), 'admin is host:port or null')
     t.same(Object.keys(ready.services), ['tcpEcho', 'http'], 'services fields')

@@ -16,6 +16,8 @@ import { registerRoute } from './commands/route.js'
 import { registerRunners } from './commands/runners.js'
 import { registerBench } from './commands/bench.js'
 import { registerConfig } from './commands/config.js'
+import { registerAcl } from './commands/acl.js'
+import { registerTokenUser } from './commands/token-user.js'
 import { packageVersion, registerVersion } from './commands/version.js'
 
 const EXIT_OK = 0
@@ -44,6 +46,9 @@ function buildProgram(): Command {
   registerRoute(program)
   registerBench(program)
   registerConfig(program)
+  // HTTP ingress (issue 4): user tokens and the ACL.
+  registerTokenUser(program)
+  registerAcl(program)
   return program
 }
 

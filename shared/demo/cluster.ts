@@ -16,6 +16,12 @@ import { parseTcpMapping } from '../../edge/ingress/tcp.js'
 import { startAgent, type Agent } from '../../agent/agent.js'
 import type { Logger } from '../log.js'
 import { startDemoServices, type DemoServices } from './services.js'
+import { UserTokens, USER_TOKEN_KEY_FILE } from '../../edge/auth/user-tokens.js'
+
+/** The account the demo mints a token for and makes a collaborator of the sample project. */
+export const DEMO_ACCOUNT = 'demo'
+/** The demo token's lifetime: a working day. */
+const DEMO_TOKEN_TTL_MS = 12 * 3_600_000
 
 const HOST = '127.0.0.1'
 const GiB = 1024 ** 3
@@ -32,6 +38,8 @@ export interface DemoClusterOptions {
   tcpPort: number
   httpTcpPort: number
   adminPort: number
+  /** HTTP and WebSocket ingress of the first edge (`/{project}/...`); 0 picks a free port. */
+  webPort: number
   /** Used (and kept) when given; otherwise a temp dir is created and removed by close(). */
   stateDir?: string
   log: Logger
@@ -43,6 +51,8 @@ export interface DemoEdgeInfo {
   admin: string | null
   tcp: string
   httpTcp: string
+  /** HTTP and WebSocket ingress, host:port. */
+  http: string
 }
 
 export interface DemoCluster {
@@ -53,6 +63,9 @@ export interface DemoCluster {
   createdStateDir: boolean
   edges: DemoEdgeInfo[]
   services: DemoServices
+  /** A user token for DEMO_ACCOUNT, a collaborator of the project on every edge. */
+  account: string
+  token: string
   /** Agents, edges, services, then the temp state dir; idempotent. */
   close(): Promise<void>
 }
@@ -122,6 +135,10 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
           // Same CA files on every edge (copyFile keeps the 0600 mode of the keys).
           await copyFile(pkiPath(firstDir, f), pkiPath(dir, f))
         }
+        // One user-token key for all edges, so the demo token works on each of them.
+        await copyFile(join(firstDir, USER_TOKEN_KEY_FILE), join(dir, USER_TOKEN_KEY_FILE))
+      } else {
+        await UserTokens.open(dir)
       }
       await initCa(dir, { edgeId: `edge-${i}` })
       const first = i === 1
@@ -134,6 +151,7 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
           parseTcpMapping(`${HOST}:${first ? opts.tcpPort : 0}=${project}:${tcpEchoPort}`),
           parseTcpMapping(`${HOST}:${first ? opts.httpTcpPort : 0}=${project}:${httpPort}`),
         ],
+        http: { host: HOST, port: first ? opts.webPort : 0 },
         onEvent: (event, detail) => {
           const level = event === 'session' ? 'debug' : 'warn'
           log[level]({ edge: `edge-${i}`, event, ...detail }, `edge: ${event}`)
@@ -181,6 +199,11 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
     }
 
     const host = runners[0]!
+    for (const edge of edges) await edge.access.grant(project, DEMO_ACCOUNT)
+    const { token } = (await UserTokens.open(firstDir)).mint({
+      account: DEMO_ACCOUNT,
+      ttlMs: DEMO_TOKEN_TTL_MS,
+    })
     for (const edge of edges) {
       await until(
         async () =>
@@ -197,12 +220,15 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
       stateDir,
       createdStateDir,
       services,
+      account: DEMO_ACCOUNT,
+      token,
       edges: edges.map((e, i) => ({
         id: e.edgeId,
         tunnel: tunnels[i]!,
         admin: adminAddress(e),
         tcp: hostPort(e.tcp[0]!.address),
         httpTcp: hostPort(e.tcp[1]!.address),
+        http: hostPort(e.http!.address),
       })),
       close,
     }

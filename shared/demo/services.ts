@@ -38,7 +38,18 @@ export function demoPage(project: string, runner: string): string {
     '<h1>hopgate demo</h1>',
     `<p>project <code id="project">${p}</code> on runner <code id="runner">${r}</code></p>`,
     '<p>This page came through the edge, a yamux stream over mutual TLS, and the agent.</p>',
-    '<p><code>/ws</code> is a WebSocket echo.</p>',
+    '<p><code>/ws</code> is a WebSocket echo: <output id="ws">connecting...</output></p>',
+    // Relative to wherever the page is served (raw TCP port, or /{project}/server/{port}/), so
+    // the same page exercises the WebSocket path of each ingress; no external scripts.
+    '<script>',
+    "const u = new URL('ws', location.href.split('?')[0].replace(/\\/?$/, '/'));",
+    "u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';",
+    'const ws = new WebSocket(u);',
+    "const out = document.getElementById('ws');",
+    "ws.onopen = () => ws.send('hello hopgate');",
+    "ws.onmessage = (m) => { out.textContent = 'echo: ' + m.data; ws.close(); };",
+    "ws.onerror = () => { out.textContent = 'WebSocket failed'; };",
+    '</script>',
     '</body></html>',
     '',
   ].join('\n')

@@ -9,10 +9,10 @@ import { fileURLToPath } from 'node:url'
 import type { Command } from 'commander'
 
 /** bench/tunnel.ts in the hopgate checkout above this file (run from source or from dist/). */
-export function benchScript(): string | null {
+export function benchScript(file = 'tunnel.ts'): string | null {
   let dir = dirname(fileURLToPath(import.meta.url))
   for (;;) {
-    const script = join(dir, 'bench', 'tunnel.ts')
+    const script = join(dir, 'bench', file)
     if (existsSync(script)) {
       try {
         const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as {
@@ -36,6 +36,9 @@ interface BenchOpts {
   paths?: string
   rounds?: string
   edge?: string
+  http?: boolean
+  connections?: string
+  durationMs?: string
 }
 
 export function registerBench(program: Command): void {
@@ -51,19 +54,30 @@ export function registerBench(program: Command): void {
     .option('--paths <list>', 'comma-separated: hopgate,raw-tcp,node-proxy,tls-2hop,ssh-R')
     .option('--rounds <n>', 'rounds (medians reported)')
     .option('--edge <host:port>', "measure an existing edge's TCP ingress (hopgate path only)")
+    // HTTP ingress (issue 4): bench/http.ts instead of the tunnel benchmark.
+    .option(
+      '--http',
+      'HTTP req/s and p99 through the edge vs the target direct vs a plain Node reverse proxy',
+    )
+    .option('--connections <n>', 'with --http: concurrent keep-alive connections (default 32)')
+    .option('--duration-ms <ms>', 'with --http: measuring time per path and round (default 5000)')
     .action(async (opts: BenchOpts) => {
-      const script = benchScript()
+      const file = opts.http ? 'http.ts' : 'tunnel.ts'
+      const script = benchScript(file)
       if (!script) {
-        process.stderr.write('hopgate bench: bench/tunnel.ts not found (run from the checkout)\n')
+        process.stderr.write(`hopgate bench: bench/${file} not found (run from the checkout)\n`)
         process.exitCode = 2
         return
       }
       const args: string[] = []
       if (opts.json) args.push('--json')
       if (opts.quick) args.push('--quick')
-      for (const k of ['bytes', 'paths', 'rounds', 'edge'] as const) {
+      const passed = opts.http
+        ? (['rounds', 'connections', 'durationMs'] as const)
+        : (['bytes', 'paths', 'rounds', 'edge'] as const)
+      for (const k of passed) {
         const v = opts[k]
-        if (v !== undefined) args.push(`--${k}`, v)
+        if (v !== undefined) args.push(`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`, v)
       }
       const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
         cwd: dirname(dirname(script)),

@@ -1,6 +1,6 @@
 // `hopgate demo` (also `npm start`): a real edge and agent on loopback, in one process, with the
 // embedded route store and a sample project (TCP echo; HTTP page + WebSocket echo) reachable
-// through raw TCP ingress on every edge. The assembly lives in shared/demo/; this file is the
+// through raw TCP ingress and the HTTP ingress (a demo account with a token) on every edge. The assembly lives in shared/demo/; this file is the
 // command line: options, the stdout contract (banner, or the `--json` ready line), and a clean
 // stop on SIGINT/SIGTERM (agents, edges, services closed; a temp state dir removed; exit 0).
 import { firstSignal } from './common.js'
@@ -44,11 +44,20 @@ export interface ReadyLine {
   project: string
   runner: string
   stateDir: string
-  edges: Array<{ tunnel: string; admin: string | null; tcp: string; httpTcp: string }>
+  edges: Array<{
+    tunnel: string
+    admin: string | null
+    tcp: string
+    httpTcp: string
+    /** HTTP and WebSocket ingress (issue 4). */
+    http: string
+  }>
   services: { tcpEcho: number; http: number }
+  /** A user token of the demo account, a collaborator of the project (issue 4). */
+  token: string
 }
 
-/** The one `--json` line, without its newline. Later issues add http, ssh, token, sshKey. */
+/** The one `--json` line, without its newline. Later issues add ssh and sshKey. */
 export function readyLine(c: DemoCluster): string {
   const ready: ReadyLine = {
     event: 'ready',
@@ -60,8 +69,10 @@ export function readyLine(c: DemoCluster): string {
       admin: e.admin,
       tcp: e.tcp,
       httpTcp: e.httpTcp,
+      http: e.http,
     })),
     services: { tcpEcho: c.services.tcpEchoPort, http: c.services.httpPort },
+    token: c.token,
   }
   return JSON.stringify(ready)
 }
@@ -88,9 +99,22 @@ export function banner(c: DemoCluster): string {
   for (const e of c.edges) {
     lines.push(
       `  ${e.id.padEnd(10)}  tunnel ${e.tunnel}  admin ${e.admin ?? '(not yet)'}` +
-        `  tcp->echo ${e.tcp}  tcp->http ${e.httpTcp}`,
+        `  http ${e.http}  tcp->echo ${e.tcp}  tcp->http ${e.httpTcp}`,
     )
   }
+  // HTTP ingress (issue 4): the project's web server under /{project}/server/{port}/.
+  const site = `http://${first.http}/${c.project}/server/${c.services.httpPort}/`
+  lines.push(
+    `  account     ${c.account}  (a collaborator of the project; its token is below, valid 12 h)`,
+    '',
+    'Through the HTTP ingress (auth: token, collaborator ACL; one URL scheme for every project):',
+    `  export HOPGATE_TOKEN=${c.token}`,
+    `  curl -H "Authorization: Bearer $HOPGATE_TOKEN" ${site}`,
+    `  curl -H "Accept: application/json" ${site}     401 without the token`,
+    `  browser: ${site}?hopgate_token=${c.token}`,
+    '      (once: the edge turns it into an HttpOnly cookie and drops it from the URL;',
+    `       the page's WebSocket echo is ws://${first.http}/${c.project}/server/${c.services.httpPort}/ws)`,
+  )
   lines.push(
     '',
     'Try (each goes through an edge, a yamux stream over mutual TLS, and the agent):',
@@ -105,8 +129,7 @@ export function banner(c: DemoCluster): string {
     '  npm run bench:yamux          the yamux layer vs raw TLS and TCP',
     '  hopgate bench                the full benchmark vs TCP, a Node proxy, TLS relay, ssh -R',
     '',
-    'Not yet: HTTP ingress with per-project routing on :8080 (/{project}/port/...), SSH on :2222',
-    'and auth come in later issues; today the edge reaches the project through raw TCP ports.',
+    'Not yet: SSH on :2222 comes in a later issue.',
     '',
     'Ctrl-C stops it.',
     '',
@@ -120,6 +143,7 @@ interface DemoCliOptions {
   httpPort: number
   tunnelPort: number
   adminPort: number
+  webPort: number
   edges: number
   agents: number
   project?: string | true
@@ -147,6 +171,7 @@ export function registerDemo(program: Command): void {
         'HOPGATE_DEMO_HTTP_PORT',
       ),
     )
+    .addOption(portOption('--web-port <n>', 'HTTP and WebSocket ingress', 'HOPGATE_DEMO_WEB_PORT'))
     .addOption(portOption('--tunnel-port <n>', 'tunnel listener', 'HOPGATE_DEMO_TUNNEL_PORT'))
     .addOption(
       portOption(
@@ -196,6 +221,7 @@ export function registerDemo(program: Command): void {
           tcpPort: opts.port,
           httpTcpPort: opts.httpPort,
           adminPort: opts.adminPort,
+          webPort: opts.webPort,
           ...(opts.stateDir === undefined ? {} : { stateDir: resolve(opts.stateDir) }),
           log,
         })

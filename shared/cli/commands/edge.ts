@@ -4,7 +4,10 @@
 // real addresses (port 0 picks free ports, which tests rely on).
 import type { Command } from 'commander'
 import { z } from 'zod'
-import { startEdge } from '../../../edge/edge.js'
+import { readFile } from 'node:fs/promises'
+import { startEdge, type EdgeOptions } from '../../../edge/edge.js'
+import { assertBasePath } from '../../../edge/http/target.js'
+import { HopgateError } from '../../errors.js'
 import { parseTcpMapping } from '../../../edge/ingress/tcp.js'
 import { createLogger } from '../../log.js'
 import { PromMetrics } from '../../metrics-prom.js'
@@ -32,6 +35,16 @@ export const edgeConfigSchema = z
       })
       .strict()
       .default({ listen: '127.0.0.1:9090' }),
+    // HTTP and WebSocket ingress (issue 4). `--http off` runs the edge without it.
+    http: z
+      .object({
+        listen: z.string().default('0.0.0.0:8080').describe('HTTP ingress host:port, or "off"'),
+        basePath: z.string().default('').describe('enforced URL prefix, e.g. /hub'),
+        tlsCert: z.string().optional().describe('PEM certificate file: serve HTTPS'),
+        tlsKey: z.string().optional().describe('PEM key file for --http-tls-cert'),
+      })
+      .strict()
+      .default({ listen: '0.0.0.0:8080', basePath: '' }),
     tcp: z
       .array(z.string())
       .default([])
@@ -46,14 +59,18 @@ export type EdgeConfig = z.output<typeof edgeConfigSchema>
 export function registerEdge(program: Command): void {
   const cmd = program
     .command('edge')
-    .description('run an edge: tunnel listener, raw TCP ingress and the admin API')
+    .description(
+      'run an edge: tunnel listener, HTTP and WebSocket ingress, raw TCP ingress, admin API',
+    )
     .option('--json', 'print one JSON ready line on stdout')
-  addConfigOptions(cmd, edgeConfigSchema).action(async (opts: Record<string, unknown>) => {
-    const config = configFromOptions(edgeConfigSchema, opts)
+  const rename = { '--http-listen': '--http' }
+  addConfigOptions(cmd, edgeConfigSchema, rename).action(async (opts: Record<string, unknown>) => {
+    const config = configFromOptions(edgeConfigSchema, opts, rename)
     // Every address is checked before anything listens, so a typo exits 78 with nothing opened.
     const tunnel = parseHostPort(config.tunnel.listen, 'tunnel.listen', true)
     const admin = parseHostPort(config.admin.listen, 'admin.listen', true)
     const tcp = config.tcp.map(parseTcpMapping)
+    const http = await httpOption(config.http)
     const log = createLogger({ bindings: { cmd: 'edge' } })
     const signals = firstSignal(log)
     const metrics = new PromMetrics({ defaultMetrics: true })
@@ -67,6 +84,7 @@ export function registerEdge(program: Command): void {
         adminHost: admin.host,
         adminPort: admin.port,
         tcp,
+        ...(http ? { http } : {}),
         heartbeatIntervalMs: config.heartbeatIntervalMs,
         ...(config.leaseTtlMs !== undefined ? { leaseTtlMs: config.leaseTtlMs } : {}),
         onEvent: (event, detail) => {
@@ -81,6 +99,7 @@ export function registerEdge(program: Command): void {
         tunnel: formatHostPort(edge.tunnel.address),
         admin: edge.admin ? formatHostPort(edge.admin.address) : null,
         tcp: edge.tcp.map((t) => formatHostPort(t.address)),
+        http: edge.http ? formatHostPort(edge.http.address) : null,
       }
       log.info(ready, 'edge ready')
       if (opts.json) printJson(ready)
@@ -92,4 +111,18 @@ export function registerEdge(program: Command): void {
       signals.dispose()
     }
   })
+}
+
+async function httpOption(c: EdgeConfig['http']): Promise<EdgeOptions['http']> {
+  if (c.listen === 'off') return undefined
+  const { host, port } = parseHostPort(c.listen, 'http.listen', true)
+  assertBasePath(c.basePath)
+  if ((c.tlsCert === undefined) !== (c.tlsKey === undefined)) {
+    throw new HopgateError('HOPGATE_ERR_CONFIG_INVALID', 'http: tlsCert and tlsKey go together')
+  }
+  const tls =
+    c.tlsCert !== undefined && c.tlsKey !== undefined
+      ? { cert: await readFile(c.tlsCert), key: await readFile(c.tlsKey) }
+      : undefined
+  return { host, port, ...(c.basePath ? { basePath: c.basePath } : {}), ...(tls ? { tls } : {}) }
 }
