@@ -194,7 +194,7 @@ export class CachedStore implements RouteStore {
         },
         (err: unknown) => {
           this.clock.clearTimeout(timer)
-          reject(err as Error)
+          reject(err)
         },
       )
     })

@@ -71,7 +71,7 @@ async function spawnServer(port: number): Promise<ChildProcess> {
     { stdio: ['ignore', 'ignore', 'pipe'] },
   )
   let stderr = ''
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
   // Ready when it accepts a PING; 5 s is far beyond a normal start of a few ms.
   const deadline = Date.now() + 5000
   for (;;) {
