@@ -183,7 +183,10 @@ export class CachedStore implements RouteStore {
       const timer: TimerHandle = this.clock.setTimeout(
         () =>
           reject(
-            new HopgateError('HOPGATE_ERR_STORE_UNAVAILABLE', `no answer in ${this.readTimeoutMs} ms`),
+            new HopgateError(
+              'HOPGATE_ERR_STORE_UNAVAILABLE',
+              `no answer in ${this.readTimeoutMs} ms`,
+            ),
           ),
         this.readTimeoutMs,
       )
@@ -192,7 +195,7 @@ export class CachedStore implements RouteStore {
           this.clock.clearTimeout(timer)
           resolve(v)
         },
-        (err: unknown) => {
+        (err: Error) => {
           this.clock.clearTimeout(timer)
           reject(err)
         },

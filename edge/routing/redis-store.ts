@@ -269,7 +269,9 @@ export class RedisStore implements RouteStore {
     t.assertLeaseTtl(ttlMs)
     const fields = encodeFields({ projects: 0, draining: false, ...info })
     const snap = await this.call(() =>
-      this.redis.hgPut(...this.writeArgs(runnerId, ttlMs, this.claimOf(info.edges, 'drop'), fields)),
+      this.redis.hgPut(
+        ...this.writeArgs(runnerId, ttlMs, this.claimOf(info.edges, 'drop'), fields),
+      ),
     )
     const rec = decodeRunner(snap, this.opts.clock.now())
     this.emit({ kind: 'runner', runnerId, runner: rec })
@@ -298,9 +300,7 @@ export class RedisStore implements RouteStore {
   async listRunners(): Promise<t.RunnerRecord[]> {
     const snaps = await this.call(() => this.redis.hgListRunners(this.client.prefix))
     const now = this.opts.clock.now()
-    return snaps
-      .map((s) => decodeRunner(s, now))
-      .sort((a, b) => (a.runnerId < b.runnerId ? -1 : 1))
+    return snaps.map((s) => decodeRunner(s, now)).sort((a, b) => (a.runnerId < b.runnerId ? -1 : 1))
   }
 
   async removeRunner(runnerId: string): Promise<boolean> {

@@ -131,7 +131,10 @@ t.test('a read that hangs is cut at readTimeoutMs', async (tt) => {
   tt.notOk(settled, 'still waiting at 399 ms')
   clock.advance(1)
   tt.same(await stale, route, 'the known route answers at 400 ms')
-  tt.ok(isHopgateError(await unknown, 'HOPGATE_ERR_STORE_UNAVAILABLE'), 'the unknown one is refused')
+  tt.ok(
+    isHopgateError(await unknown, 'HOPGATE_ERR_STORE_UNAVAILABLE'),
+    'the unknown one is refused',
+  )
   tt.equal(clock.pending, 0, 'no deadline timer is left behind')
 })
 

@@ -28,79 +28,86 @@ async function edge(tt: TapTest, url: string, edgeId: string) {
 }
 
 if (redisAvailable(t)) {
-  t.test('Redis frozen for 5 s: cached routes serve, others fail fast, leases survive', async (tt) => {
-    const server = await startRedis(tt)
-    const other = await edge(tt, server.url, 'edge-b')
-    // Routed by edge b before edge a started: in Redis, but edge a never read or heard of it.
-    const uncachedRouted = project(500)
-    await other.store.casRoute(uncachedRouted, null, { runner: 'r-a', state: 'active' })
-    const a = await edge(tt, server.url, 'edge-a')
-    const LEASE_MS = 8000 // longer than the 5 s outage
-    await a.store.putRunner('r-a', runnerInfo({ edges: ['edge-a'], capacity: { maxProjects: 100, cpus: 4, memoryBytes: 1 } }), LEASE_MS)
-    const cached = Array.from({ length: 20 }, (_, i) => project(i + 1))
-    for (const p of cached) await a.router.resolve(p) // placed on r-a, and now cached on edge a
-
-    // The runner heartbeats over edge a's session every 250 ms, as the control channel does.
-    let beatsOk = 0
-    let beatsFailed = 0
-    const beat = setInterval(() => {
-      a.store.heartbeat('r-a', {}, LEASE_MS).then(
-        () => beatsOk++,
-        () => beatsFailed++,
+  t.test(
+    'Redis frozen for 5 s: cached routes serve, others fail fast, leases survive',
+    async (tt) => {
+      const server = await startRedis(tt)
+      const other = await edge(tt, server.url, 'edge-b')
+      // Routed by edge b before edge a started: in Redis, but edge a never read or heard of it.
+      const uncachedRouted = project(500)
+      await other.store.casRoute(uncachedRouted, null, { runner: 'r-a', state: 'active' })
+      const a = await edge(tt, server.url, 'edge-a')
+      const LEASE_MS = 8000 // longer than the 5 s outage
+      await a.store.putRunner(
+        'r-a',
+        runnerInfo({ edges: ['edge-a'], capacity: { maxProjects: 100, cpus: 4, memoryBytes: 1 } }),
+        LEASE_MS,
       )
-    }, 250)
-    tt.teardown(() => clearInterval(beat))
-    await sleep(600)
+      const cached = Array.from({ length: 20 }, (_, i) => project(i + 1))
+      for (const p of cached) await a.router.resolve(p) // placed on r-a, and now cached on edge a
 
-    server.pause()
-    const outageEnds = performance.now() + 5000
-    let served = 0
-    let failures = 0
-    const unknownLatencies: number[] = []
-    const wrongErrors: unknown[] = []
-    let i = 0
-    while (performance.now() < outageEnds) {
-      // Every cached project once per round, as steady traffic would.
-      const results = await Promise.allSettled(cached.map((p) => a.router.resolve(p)))
-      for (const r of results) {
-        if (r.status === 'fulfilled') served++
-        else failures++
+      // The runner heartbeats over edge a's session every 250 ms, as the control channel does.
+      let beatsOk = 0
+      let beatsFailed = 0
+      const beat = setInterval(() => {
+        a.store.heartbeat('r-a', {}, LEASE_MS).then(
+          () => beatsOk++,
+          () => beatsFailed++,
+        )
+      }, 250)
+      tt.teardown(() => clearInterval(beat))
+      await sleep(600)
+
+      server.pause()
+      const outageEnds = performance.now() + 5000
+      let served = 0
+      let failures = 0
+      const unknownLatencies: number[] = []
+      const wrongErrors: unknown[] = []
+      let i = 0
+      while (performance.now() < outageEnds) {
+        // Every cached project once per round, as steady traffic would.
+        const results = await Promise.allSettled(cached.map((p) => a.router.resolve(p)))
+        for (const r of results) {
+          if (r.status === 'fulfilled') served++
+          else failures++
+        }
+        // One project this edge never saw (half of them routed in Redis by edge b).
+        const p = i++ % 2 === 0 ? project(1000 + i) : uncachedRouted
+        const started = performance.now()
+        const err = await a.router.resolve(p).then(
+          () => undefined,
+          (e: unknown) => e,
+        )
+        unknownLatencies.push(performance.now() - started)
+        if (!isHopgateError(err, 'HOPGATE_ERR_STORE_UNAVAILABLE')) wrongErrors.push(err)
+        await sleep(50)
       }
-      // One project this edge never saw (half of them routed in Redis by edge b).
-      const p = i++ % 2 === 0 ? project(1000 + i) : uncachedRouted
-      const started = performance.now()
-      const err = await a.router.resolve(p).then(
-        () => undefined,
-        (e: unknown) => e,
-      )
-      unknownLatencies.push(performance.now() - started)
-      if (!isHopgateError(err, 'HOPGATE_ERR_STORE_UNAVAILABLE')) wrongErrors.push(err)
-      await sleep(50)
-    }
-    const beatsBeforeResume = beatsOk
-    server.resume()
+      const beatsBeforeResume = beatsOk
+      server.resume()
 
-    tt.ok(served > 20 * 10, `served ${served} resolves of cached projects during the outage`)
-    tt.equal(failures, 0, 'no cached project failed during the outage')
-    tt.ok(unknownLatencies.length >= 10, `${unknownLatencies.length} uncached resolves`)
-    tt.same(wrongErrors, [], 'every uncached resolve answered HOPGATE_ERR_STORE_UNAVAILABLE')
-    const worst = Math.max(...unknownLatencies)
-    tt.ok(worst < 500, `uncached answered within 0.5 s (worst ${worst.toFixed(1)} ms)`)
-    tt.ok(beatsFailed > 0, `${beatsFailed} heartbeats failed during the outage`)
+      tt.ok(served > 20 * 10, `served ${served} resolves of cached projects during the outage`)
+      tt.equal(failures, 0, 'no cached project failed during the outage')
+      tt.ok(unknownLatencies.length >= 10, `${unknownLatencies.length} uncached resolves`)
+      tt.same(wrongErrors, [], 'every uncached resolve answered HOPGATE_ERR_STORE_UNAVAILABLE')
+      const worst = Math.max(...unknownLatencies)
+      tt.ok(worst < 500, `uncached answered within 0.5 s (worst ${worst.toFixed(1)} ms)`)
+      tt.ok(beatsFailed > 0, `${beatsFailed} heartbeats failed during the outage`)
 
-    // Recovery: heartbeats succeed again and the lease, granted before the outage, is still there.
-    const deadline = performance.now() + 3000
-    while (beatsOk === beatsBeforeResume && performance.now() < deadline) await sleep(20)
-    tt.ok(beatsOk > beatsBeforeResume, 'heartbeats resumed after the outage')
-    const rec = await other.redis.getRunner('r-a')
-    tt.ok(rec && rec.lease.expiresAt > systemClock.now(), 'the lease outlived the outage')
-    tt.same(rec?.edges, ['edge-a'], "edge a's session entry outlived it too")
-    const pttl = await a.client.cmd.pttl('outage:lease:r-a')
-    tt.ok(pttl > LEASE_MS - 1000, `the lease key is renewed again (PTTL ${pttl} ms)`)
-    tt.equal((await a.router.resolve(uncachedRouted)).runner, 'r-a', 'uncached projects resolve')
-    tt.equal(a.store.stats.unavailable, unknownLatencies.length, 'the cache counted each refusal')
-    tt.ok(a.store.stats.stale > 0, `${a.store.stats.stale} answers came from stale entries`)
-  })
+      // Recovery: heartbeats succeed again and the lease, granted before the outage, is still there.
+      const deadline = performance.now() + 3000
+      while (beatsOk === beatsBeforeResume && performance.now() < deadline) await sleep(20)
+      tt.ok(beatsOk > beatsBeforeResume, 'heartbeats resumed after the outage')
+      const rec = await other.redis.getRunner('r-a')
+      tt.ok(rec && rec.lease.expiresAt > systemClock.now(), 'the lease outlived the outage')
+      tt.same(rec?.edges, ['edge-a'], "edge a's session entry outlived it too")
+      const pttl = await a.client.cmd.pttl('outage:lease:r-a')
+      tt.ok(pttl > LEASE_MS - 1000, `the lease key is renewed again (PTTL ${pttl} ms)`)
+      tt.equal((await a.router.resolve(uncachedRouted)).runner, 'r-a', 'uncached projects resolve')
+      tt.equal(a.store.stats.unavailable, unknownLatencies.length, 'the cache counted each refusal')
+      tt.ok(a.store.stats.stale > 0, `${a.store.stats.stale} answers came from stale entries`)
+    },
+  )
 
   t.test('Redis killed and restarted: calls fail fast, then everything resumes', async (tt) => {
     const server = await startRedis(tt)

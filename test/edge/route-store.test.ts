@@ -28,4 +28,3 @@ t.test('a heartbeat landing while a registration is being written is not lost', 
   tt.equal(live.projects, 2, 'the registration, committed last, wins the reported fields')
   tt.ok(Object.isFrozen(live) && Object.isFrozen(live.lease), 'shared records are frozen')
 })
-

@@ -48,30 +48,35 @@ export function storeContract(t: Test, target: ContractTarget): void {
     tt.ok(Object.isFrozen(r3), 'routes handed out are frozen')
   })
 
-  t.test(`${target.name}: a stale expected epoch loses and carries the current route`, async (tt) => {
-    const store = await open(tt)
-    await store.casRoute(P1, null, { runner: 'r-a', state: 'active' })
-    const cur = await store.casRoute(P1, 1, { runner: 'r-b', state: 'active' })
+  t.test(
+    `${target.name}: a stale expected epoch loses and carries the current route`,
+    async (tt) => {
+      const store = await open(tt)
+      await store.casRoute(P1, null, { runner: 'r-a', state: 'active' })
+      const cur = await store.casRoute(P1, 1, { runner: 'r-b', state: 'active' })
 
-    const stale = await store.casRoute(P1, 1, { runner: 'r-c', state: 'active' }).catch((e) => e)
-    tt.ok(stale instanceof RouteConflictError)
-    tt.ok(isHopgateError(stale, 'HOPGATE_ERR_ROUTE_CONFLICT'))
-    tt.equal(stale.httpStatus, 409)
-    tt.same(stale.current, cur)
-    tt.equal(stale.expectedEpoch, 1)
+      const stale = await store.casRoute(P1, 1, { runner: 'r-c', state: 'active' }).catch((e) => e)
+      tt.ok(stale instanceof RouteConflictError)
+      tt.ok(isHopgateError(stale, 'HOPGATE_ERR_ROUTE_CONFLICT'))
+      tt.equal(stale.httpStatus, 409)
+      tt.same(stale.current, cur)
+      tt.equal(stale.expectedEpoch, 1)
 
-    const dupCreate = await store
-      .casRoute(P1, null, { runner: 'r-c', state: 'active' })
-      .catch((e) => e)
-    tt.same((dupCreate as RouteConflictError).current, cur, 'create over an existing route loses')
+      const dupCreate = await store
+        .casRoute(P1, null, { runner: 'r-c', state: 'active' })
+        .catch((e) => e)
+      tt.same((dupCreate as RouteConflictError).current, cur, 'create over an existing route loses')
 
-    const P2 = project(2)
-    const noRoute = await store.casRoute(P2, 1, { runner: 'r-c', state: 'active' }).catch((e) => e)
-    tt.ok(isHopgateError(noRoute, 'HOPGATE_ERR_ROUTE_CONFLICT'))
-    tt.equal((noRoute as RouteConflictError).current, undefined, 'no route to compare with')
-    tt.same(await store.getRoute(P1), cur, 'losers changed nothing')
-    tt.equal(await store.getRoute(P2), undefined)
-  })
+      const P2 = project(2)
+      const noRoute = await store
+        .casRoute(P2, 1, { runner: 'r-c', state: 'active' })
+        .catch((e) => e)
+      tt.ok(isHopgateError(noRoute, 'HOPGATE_ERR_ROUTE_CONFLICT'))
+      tt.equal((noRoute as RouteConflictError).current, undefined, 'no route to compare with')
+      tt.same(await store.getRoute(P1), cur, 'losers changed nothing')
+      tt.equal(await store.getRoute(P2), undefined)
+    },
+  )
 
   t.test(`${target.name}: 50 concurrent CAS, same expected epoch: one wins`, async (tt) => {
     const store = await open(tt)
