@@ -1,12 +1,13 @@
-// One edge process, assembled: PKI and stores from the state directory, the router, the session
+// One edge process, assembled: PKI from the state directory, stores by choice (stores.ts: embedded
+// files or Redis), the router, the session
 // table, the tunnel listener (enrollment and agent sessions), raw TCP ingress, and the watch that
 // closes a revoked runner's live sessions within one heartbeat interval. HTTP, SSH and the admin
 // API join here in later issues; each is one more ingress over the same opener.
 import { systemClock } from '../shared/clock.js'
 import { loadPki } from '../certs/pki.js'
-import { FileTokenStore } from '../certs/tokens.js'
-import { RevocationList } from '../certs/revocation.js'
-import { EmbeddedStore } from './routing/embedded-store.js'
+import type { Revocations } from '../certs/revocation.js'
+import type { RouteStore } from './routing/store.js'
+import { openStores, type EdgeStores } from './stores.js'
 import { Router } from './routing/router.js'
 import { SessionTable } from './tunnel/sessions.js'
 import { StreamOpener } from './tunnel/opener.js'
@@ -15,11 +16,17 @@ import { startTunnelListener, type TunnelListener } from './tunnel/listener.js'
 import { startTcpIngress, type TcpIngress, type TcpMapping } from './ingress/tcp.js'
 import { startAdmin, type AdminServer } from './admin.js'
 import type { AccessStore } from './auth/access-store.js'
-import { EmbeddedAccessStore } from './auth/embedded-access.js'
 import { noopMetrics, type Metrics } from '../shared/metrics.js'
 
 export interface EdgeOptions {
   stateDir: string
+  /**
+   * Where routes, runners, ACL, join tokens and revocations live: `embedded` (the state dir, one
+   * edge) or `redis://host:port[/db]` (shared by many edges; edge/stores.ts). @default 'embedded'
+   */
+  store?: string
+  /** Redis key prefix; every edge of one cluster uses the same. @default 'hopgate:' */
+  storeKeyPrefix?: string
   /** Tunnel listener address. @default 127.0.0.1:7443 */
   tunnelHost?: string
   tunnelPort?: number
@@ -41,10 +48,12 @@ export interface Edge {
   tunnel: TunnelListener
   tcp: TcpIngress[]
   sessions: SessionTable
-  store: EmbeddedStore
+  store: RouteStore
+  /** Everything openStores opened (edge/stores.ts), for tooling that needs more than `store`. */
+  stores: EdgeStores
   router: Router
   opener: StreamOpener
-  revocation: RevocationList
+  revocation: Revocations
   /** Collaborators and SSH keys: what HTTP and SSH ingress check. */
   access: AccessStore
   metrics: Metrics
@@ -54,10 +63,14 @@ export interface Edge {
 
 export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   const pki = await loadPki(opts.stateDir)
-  const tokens = new FileTokenStore(opts.stateDir)
-  const revocation = await RevocationList.open(opts.stateDir)
-  const store = await EmbeddedStore.open({ stateDir: opts.stateDir, clock: systemClock })
-  const access = await EmbeddedAccessStore.open({ stateDir: opts.stateDir })
+  const stores = await openStores({
+    stateDir: opts.stateDir,
+    edgeId: pki.edgeId,
+    clock: systemClock,
+    ...(opts.store !== undefined ? { store: opts.store } : {}),
+    ...(opts.storeKeyPrefix !== undefined ? { keyPrefix: opts.storeKeyPrefix } : {}),
+  })
+  const { routes: store, tokens, revocation, access } = stores
   const metrics = opts.metrics ?? noopMetrics
   const router = new Router({ store, clock: systemClock })
   const sessions = new SessionTable()
@@ -110,6 +123,12 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     )
   }, heartbeatIntervalMs)
   watch.unref()
+  // A shared store pushes revocations made at any edge: close the sessions now, not next tick.
+  const offRevoked = stores.onRevoked((runnerId) => {
+    if (sessions.sessions(runnerId).length > 0) {
+      event('runner-revoked', { runnerId, sessions: sessions.revoke(runnerId) })
+    }
+  })
   let admin: AdminServer | undefined
   if (opts.adminPort !== undefined) {
     admin = await startAdmin({
@@ -129,6 +148,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     tcp,
     sessions,
     store,
+    stores,
     router,
     opener,
     revocation,
@@ -137,13 +157,13 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     ...(admin ? { admin: { address: admin.address } } : {}),
     close: async () => {
       clearInterval(watch)
+      offRevoked()
       await admin?.close()
       await Promise.all(tcp.map((t) => t.close()))
       for (const runnerId of sessions.runners())
         for (const e of sessions.sessions(runnerId)) e.session.close()
       await tunnel.close()
-      await store.close()
-      await access.close()
+      await stores.close()
     },
   }
 }

@@ -6,6 +6,7 @@ import type { Command } from 'commander'
 import { z } from 'zod'
 import { startEdge } from '../../../edge/edge.js'
 import { parseTcpMapping } from '../../../edge/ingress/tcp.js'
+import { parseStoreChoice } from '../../../edge/stores.js'
 import { createLogger } from '../../log.js'
 import {
   addConfigOptions,
@@ -19,6 +20,15 @@ import {
 export const edgeConfigSchema = z
   .object({
     stateDir: z.string().min(1).default('/var/lib/hopgate/edge').describe('edge state directory'),
+    store: z
+      .string()
+      .default('embedded')
+      .describe('shared state: embedded (state dir, one edge) or redis://host:port[/db]'),
+    storeKeyPrefix: z
+      .string()
+      .regex(/^[A-Za-z0-9:._-]{1,64}$/)
+      .default('hopgate:')
+      .describe('Redis key prefix, the same on every edge of one cluster'),
     tunnel: z
       .object({
         listen: z.string().default('0.0.0.0:7443').describe('agent tunnel listener host:port'),
@@ -53,11 +63,14 @@ export function registerEdge(program: Command): void {
     const tunnel = parseHostPort(config.tunnel.listen, 'tunnel.listen', true)
     const admin = parseHostPort(config.admin.listen, 'admin.listen', true)
     const tcp = config.tcp.map(parseTcpMapping)
+    parseStoreChoice(config.store)
     const log = createLogger({ bindings: { cmd: 'edge' } })
     const signals = firstSignal(log)
     try {
       const edge = await startEdge({
         stateDir: config.stateDir,
+        store: config.store,
+        storeKeyPrefix: config.storeKeyPrefix,
         tunnelHost: tunnel.host,
         tunnelPort: tunnel.port,
         adminHost: admin.host,
@@ -77,6 +90,7 @@ export function registerEdge(program: Command): void {
         tunnel: formatHostPort(edge.tunnel.address),
         admin: edge.admin ? formatHostPort(edge.admin.address) : null,
         tcp: edge.tcp.map((t) => formatHostPort(t.address)),
+        store: edge.stores.choice.kind,
       }
       log.info(ready, 'edge ready')
       if (opts.json) printJson(ready)
