@@ -1,0 +1,97 @@
+// A real edge on Redis (startEdge with store redis://): a runner enrolls with a join token kept in
+// Redis, connects, its lease, session entry and route land in Redis, bytes flow through raw TCP
+// ingress, and a revocation made by another edge's stores closes its sessions at once.
+import t from 'tap'
+import net from 'node:net'
+import { once } from 'node:events'
+import { initCa } from '../../certs/pki.js'
+import { createJoinToken } from '../../certs/tokens.js'
+import { joinOverTls, saveRunnerIdentity } from '../../certs/enroll.js'
+import { wallClock } from '../../certs/state.js'
+import { startEdge } from '../../edge/edge.js'
+import { openStores } from '../../edge/stores.js'
+import { startAgent } from '../../agent/agent.js'
+import { echoServer, tempDir } from '../helpers/echo.js'
+import { redisAvailable, startRedis } from '../helpers/redis.js'
+
+const P = '0f8fad5b-d9cb-469f-a165-70867728950e'
+const GiB = 1024 ** 3
+
+async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 5000) {
+  const end = Date.now() + ms
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`not reached in ${ms} ms: ${what}`)
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
+
+if (redisAvailable(t)) {
+  t.test('an edge on Redis: join, route, bytes, revocation from another edge', async (tt) => {
+    const server = await startRedis(tt)
+    const edgeDir = await tempDir(tt, 'redis-edge')
+    const agentDir = await tempDir(tt, 'redis-agent')
+    const { pki } = await initCa(edgeDir, { edgeId: 'edge-1' })
+    const echoPort = await echoServer(tt)
+    const edge = await startEdge({
+      stateDir: edgeDir,
+      store: server.url,
+      storeKeyPrefix: 'e2e:',
+      tunnelPort: 0,
+      // 5 s: the periodic revocation re-read cannot be what closes the sessions below in < 1 s.
+      heartbeatIntervalMs: 5000,
+      tcp: [{ host: '127.0.0.1', port: 0, project: P, projectPort: echoPort }],
+    })
+    tt.teardown(() => edge.close())
+    tt.equal(edge.stores.choice.kind, 'redis')
+    // Another edge of the cluster: same Redis, same prefix, its own id.
+    const other = await openStores({
+      store: server.url,
+      keyPrefix: 'e2e:',
+      stateDir: await tempDir(tt, 'redis-edge2'),
+      edgeId: 'edge-2',
+    })
+    tt.teardown(() => other.close())
+
+    // The token is made through the other edge: any edge of the cluster can spend it.
+    const token = await createJoinToken(other.tokens, {
+      runnerId: 'runner-a',
+      ttlMs: 60_000,
+      edgeCaFingerprint: pki.edgeCa.fingerprint.base64url,
+      clock: wallClock,
+    })
+    const port = edge.tunnel.address.port
+    await saveRunnerIdentity(agentDir, await joinOverTls({ host: '127.0.0.1', port, token }))
+    tt.ok((await other.tokens.list())[0]?.usedAt, 'the token is spent, in Redis')
+    const agent = await startAgent({
+      stateDir: agentDir,
+      edges: [`127.0.0.1:${port}`],
+      slots: 2,
+      projects: { [P]: { host: '127.0.0.1', allowedPorts: [echoPort] } },
+      report: () => ({
+        capacity: { maxProjects: 10, cpus: 2, memoryBytes: 8 * GiB },
+        storage: { freeBytes: 50 * GiB, totalBytes: 100 * GiB },
+      }),
+    })
+    tt.teardown(() => agent.close())
+    await until(() => edge.sessions.sessions('runner-a').length === 2, 'two sessions')
+    await until(async () => (await other.routes.getRoute(P)) !== undefined, 'P routed in Redis')
+    const runner = await other.routes.getRunner('runner-a')
+    tt.match(runner, { runnerId: 'runner-a', edges: ['edge-1'] }, 'seen from the other edge')
+    tt.ok(runner!.lease.expiresAt > performance.now(), 'with a live lease')
+
+    const sock = net.connect(edge.tcp[0]!.address.port, '127.0.0.1')
+    await once(sock, 'connect')
+    sock.write('ping over redis routing')
+    const [data] = (await once(sock, 'data')) as [Buffer]
+    tt.equal(data.toString(), 'ping over redis routing', 'bytes flow through the tunnel')
+    sock.destroy()
+
+    // Revoked at the other edge: this edge hears it by pub/sub and closes the sessions.
+    const started = performance.now()
+    await other.revocation.revoke('runner-a', { reason: 'test' })
+    await until(() => edge.sessions.sessions('runner-a').length === 0, 'sessions closed', 2000)
+    const ms = performance.now() - started
+    tt.ok(edge.revocation.isRevoked('runner-a'), 'the edge denies the runner')
+    tt.ok(ms < 1000, `sessions closed ${ms.toFixed(0)} ms after another edge revoked the runner`)
+  })
+}
