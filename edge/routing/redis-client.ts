@@ -100,7 +100,7 @@ export class RedisClient {
   /**
    * Runs commands on the command connection. Refuses at once with HOPGATE_ERR_STORE_UNAVAILABLE
    * while Redis is known down; a failure that is not a Redis reply (timeout, refused, reset)
-   * opens the breaker and rejects the same way. A Redis error reply is HOPGATE_ERR_STORE_IO.
+   * opens the breaker and rejects the same way; so does a Redis error reply, without the breaker.
    */
   async run<T>(fn: (redis: Redis) => Promise<T>): Promise<T> {
     if (this.closed) throw new HopgateError('HOPGATE_ERR_STORE_CLOSED', 'redis client')
@@ -112,7 +112,11 @@ export class RedisClient {
       return await fn(this.cmd)
     } catch (err) {
       if (err instanceof HopgateError) throw err
-      if (isReply(err)) throw new HopgateError('HOPGATE_ERR_STORE_IO', 'redis', { cause: err })
+      // An error reply (LOADING, READONLY, OOM...) is Redis refusing, not Redis gone: typed the
+      // same for callers, but the connection is fine, so the breaker stays closed.
+      if (isReply(err)) {
+        throw new HopgateError('HOPGATE_ERR_STORE_UNAVAILABLE', 'redis refused', { cause: err })
+      }
       this.trip()
       throw new HopgateError('HOPGATE_ERR_STORE_UNAVAILABLE', 'redis', { cause: err })
     }
