@@ -7,7 +7,7 @@ import { systemClock } from '../shared/clock.js'
 import { loadPki } from '../certs/pki.js'
 import type { Revocations } from '../certs/revocation.js'
 import type { RouteStore } from './routing/store.js'
-import { openStores, type EdgeStores } from './stores.js'
+import { openStores, type EdgeStores, type OpenStoresOptions } from './stores.js'
 import { Router } from './routing/router.js'
 import { SessionTable } from './tunnel/sessions.js'
 import { StreamOpener } from './tunnel/opener.js'
@@ -27,6 +27,8 @@ export interface EdgeOptions {
   store?: string
   /** Redis key prefix; every edge of one cluster uses the same. @default 'hopgate:' */
   storeKeyPrefix?: string
+  /** Redis command timeout and route cache tuning (edge/stores.ts has the defaults). */
+  storeTuning?: Pick<OpenStoresOptions, 'commandTimeoutMs' | 'cache'>
   /** Tunnel listener address. @default 127.0.0.1:7443 */
   tunnelHost?: string
   tunnelPort?: number
@@ -69,6 +71,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     clock: systemClock,
     ...(opts.store !== undefined ? { store: opts.store } : {}),
     ...(opts.storeKeyPrefix !== undefined ? { keyPrefix: opts.storeKeyPrefix } : {}),
+    ...opts.storeTuning,
   })
   const { routes: store, tokens, revocation, access } = stores
   const metrics = opts.metrics ?? noopMetrics

@@ -165,10 +165,12 @@ if (redisAvailable(t)) {
   t.test('a route change through one edge is obeyed by another within 1 s', async (tt) => {
     const server = await startRedis(tt)
     const edge = async (edgeId: string) => {
-      const client = await RedisClient.connect({ url: server.url })
+      // Only the 1 s bound is under test: a CPU-starved run must not read as an outage.
+      const client = await RedisClient.connect({ url: server.url, commandTimeoutMs: 5000 })
       const store = new CachedStore({
         inner: await RedisStore.open({ client, clock: systemClock, edgeId }),
         clock: systemClock,
+        readTimeoutMs: 5000,
       })
       tt.teardown(async () => {
         await store.close()

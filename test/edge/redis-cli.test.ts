@@ -1,6 +1,6 @@
 // `hopgate edge` with its store choice, as a real process: HOPGATE_STORE=redis://... runs on Redis
-// (the ready line says so, SIGTERM exits 0), a malformed --store exits 78 before listening, and an
-// unreachable Redis is a typed startup failure rather than a hang.
+// (the ready line says so, SIGTERM exits 0) and a malformed --store exits 78 before listening.
+// (Redis unreachable at startup is a typed refusal: redis-shared-state.test.ts.)
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
@@ -45,12 +45,5 @@ if (redisAvailable(t)) {
     const bad = hopgate([...common, '--store', 'mysql://db:3306'])
     tt.equal((await bad.exit)[0], 78, 'a malformed --store is a configuration error')
     tt.match(bad.stderr(), 'HOPGATE_ERR_CONFIG_INVALID')
-
-    const started = Date.now()
-    const down = hopgate([...common, '--store', 'redis://127.0.0.1:1'])
-    const [code] = await down.exit
-    tt.not(code, 0, 'an unreachable Redis fails startup')
-    tt.match(down.stderr(), 'HOPGATE_ERR_STORE_UNAVAILABLE')
-    tt.ok(Date.now() - started < 15_000, 'promptly')
   })
 }

@@ -58,6 +58,8 @@ if (redisAvailable(t)) {
       stateDir: edgeDir,
       store: server.url,
       storeKeyPrefix: 'e2e:',
+      // Timing is not under test here: a CPU-starved run must not read as an outage.
+      storeTuning: { commandTimeoutMs: 5000, cache: { readTimeoutMs: 5000 } },
       tunnelPort: 0,
       // The periodic revocation re-read runs every 60 s: only pub/sub can close the sessions
       // below within the test.
@@ -72,6 +74,7 @@ if (redisAvailable(t)) {
       keyPrefix: 'e2e:',
       stateDir: await tempDir(tt, 'redis-edge2'),
       edgeId: 'edge-2',
+      commandTimeoutMs: 5000,
     })
     tt.teardown(() => other.close())
 

@@ -54,6 +54,7 @@ if (redisAvailable(t)) {
         stateDir: await tempDir(tt, 'redis-shared'),
         edgeId,
         keyPrefix,
+        commandTimeoutMs: 5000, // timing is not under test here
       })
       tt.teardown(() => stores.close())
       return stores

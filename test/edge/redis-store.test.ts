@@ -18,7 +18,8 @@ if (redisAvailable(t)) {
   const prefix = (): string => `t${process.pid}-${n++}:`
 
   const openClient = async (tt: TapTest, keyPrefix: string): Promise<RedisClient> => {
-    const client = await RedisClient.connect({ url: server.url, keyPrefix })
+    // Timing is not under test here: a CPU-starved run must not read as an outage.
+    const client = await RedisClient.connect({ url: server.url, keyPrefix, commandTimeoutMs: 5000 })
     tt.teardown(() => client.close())
     return client
   }
