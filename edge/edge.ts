@@ -73,6 +73,20 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     ...(opts.storeKeyPrefix !== undefined ? { keyPrefix: opts.storeKeyPrefix } : {}),
     ...opts.storeTuning,
   })
+  try {
+    return await assemble(opts, pki, stores)
+  } catch (err) {
+    // Redis connections would keep the process of a failed start alive.
+    await stores.close().catch(() => undefined)
+    throw err
+  }
+}
+
+async function assemble(
+  opts: EdgeOptions,
+  pki: Awaited<ReturnType<typeof loadPki>>,
+  stores: EdgeStores,
+): Promise<Edge> {
   const { routes: store, tokens, revocation, access } = stores
   const metrics = opts.metrics ?? noopMetrics
   const router = new Router({ store, clock: systemClock })

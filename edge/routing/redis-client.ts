@@ -128,7 +128,12 @@ export class RedisClient {
     let set = this.handlers.get(name)
     if (!set) {
       this.handlers.set(name, (set = new Set()))
-      await this.sub.subscribe(name)
+      try {
+        await this.sub.subscribe(name)
+      } catch (err) {
+        this.handlers.delete(name)
+        throw new HopgateError('HOPGATE_ERR_STORE_UNAVAILABLE', `subscribe ${name}`, { cause: err })
+      }
     }
     set.add(handler)
     return () => {

@@ -9,9 +9,11 @@ import { joinOverTls, saveRunnerIdentity } from '../../certs/enroll.js'
 import { wallClock } from '../../certs/state.js'
 import { startEdge } from '../../edge/edge.js'
 import { openStores } from '../../edge/stores.js'
+import { RedisClient } from '../../edge/routing/redis-client.js'
 import { startAgent } from '../../agent/agent.js'
-import { echoServer, tempDir } from '../helpers/echo.js'
+import { tempDir } from '../helpers/echo.js'
 import { redisAvailable, startRedis } from '../helpers/redis.js'
+import type { TapTest } from './routing-helpers.js'
 
 const P = '0f8fad5b-d9cb-469f-a165-70867728950e'
 const GiB = 1024 ** 3
@@ -22,6 +24,30 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 
     if (Date.now() > end) throw new Error(`not reached in ${ms} ms: ${what}`)
     await new Promise((r) => setTimeout(r, 10))
   }
+}
+
+/**
+ * An echo service whose teardown destroys its connections: server.close() alone waits for them,
+ * and a target connection the revoked runner's agent left open must not stall the teardown.
+ */
+async function echo(tt: TapTest): Promise<number> {
+  const sockets = new Set<net.Socket>()
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    sockets.add(s)
+    s.on('close', () => sockets.delete(s))
+    s.on('error', () => {})
+    s.pipe(s)
+  })
+  server.listen(0, '127.0.0.1')
+  await new Promise((r) => server.once('listening', r))
+  tt.teardown(
+    () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy()
+        server.close(() => r())
+      }),
+  )
+  return (server.address() as net.AddressInfo).port
 }
 
 /** One echo round trip through raw TCP ingress; retried, as a loaded machine may refuse once. */
@@ -53,7 +79,7 @@ if (redisAvailable(t)) {
     const edgeDir = await tempDir(tt, 'redis-edge')
     const agentDir = await tempDir(tt, 'redis-agent')
     const { pki } = await initCa(edgeDir, { edgeId: 'edge-1' })
-    const echoPort = await echoServer(tt)
+    const echoPort = await echo(tt)
     const edge = await startEdge({
       stateDir: edgeDir,
       store: server.url,
@@ -114,5 +140,30 @@ if (redisAvailable(t)) {
     const ms = performance.now() - started
     tt.ok(edge.revocation.isRevoked('runner-a'), 'the edge denies the runner')
     tt.pass(`sessions closed ${ms.toFixed(0)} ms after another edge revoked the runner`)
+  })
+}
+
+if (redisAvailable(t)) {
+  t.test('a start that fails after opening Redis closes its connections', async (tt) => {
+    const server = await startRedis(tt)
+    const edgeDir = await tempDir(tt, 'redis-edge-fail')
+    await initCa(edgeDir, { edgeId: 'edge-1' })
+    const busy = net.createServer().listen(0, '127.0.0.1')
+    await new Promise((r) => busy.once('listening', r))
+    tt.teardown(() => new Promise<void>((r) => busy.close(() => r())))
+    const err = await startEdge({
+      stateDir: edgeDir,
+      store: server.url,
+      tunnelPort: (busy.address() as net.AddressInfo).port,
+    }).catch((e: unknown) => e)
+    tt.match(err, { code: 'EADDRINUSE' }, 'the tunnel port is taken')
+    const watcher = await RedisClient.connect({ url: server.url, commandTimeoutMs: 5000 })
+    tt.teardown(() => watcher.close())
+    const clients = async () =>
+      String(await watcher.cmd.call('CLIENT', 'LIST'))
+        .trim()
+        .split('\n').length
+    await until(async () => (await clients()) === 2, 'only the watcher connected', 3000)
+    tt.equal(await clients(), 2, "the failed edge's two connections are gone")
   })
 }
