@@ -31,7 +31,22 @@ export function normalizeSerial(serial: string): string {
   return s
 }
 
-export class RevocationList {
+/**
+ * What an edge needs of a deny list, whichever holds it: the file (RevocationList, one edge) or
+ * Redis (redis-revocation.ts, shared by every edge). isRevoked answers from memory; reload()
+ * re-reads the source, for changes made elsewhere.
+ */
+export interface Revocations {
+  isRevoked(runnerId: string, serial?: string): boolean
+  list(): RevocationEntry[]
+  /** Denies every certificate naming `runnerId`, past and future. True if newly revoked. */
+  revoke(runnerId: string, opts?: { reason?: string }): Promise<boolean>
+  revokeSerial(serial: string, opts?: { reason?: string }): Promise<boolean>
+  unrevoke(runnerId: string): Promise<boolean>
+  reload(): Promise<void>
+}
+
+export class RevocationList implements Revocations {
   readonly path: string
   private entries: RevocationEntry[] = []
   private runners = new Set<string>()

@@ -6,7 +6,7 @@ import http from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import { HopgateError, isHopgateError } from '../shared/errors.js'
-import type { RevocationList } from '../certs/revocation.js'
+import type { Revocations } from '../certs/revocation.js'
 import type { RouteStore } from './routing/store.js'
 import { isRouteConflict } from './routing/store.js'
 import type { Router } from './routing/router.js'
@@ -24,7 +24,7 @@ export interface AdminOptions {
   store: RouteStore
   router: Router
   sessions: SessionTable
-  revocation: RevocationList
+  revocation: Revocations
   /** Collaborators (`hopgate acl`); the ACL endpoints answer 404 without it. */
   access?: AccessStore
   /** Readiness: true while the tunnel listener accepts connections. */

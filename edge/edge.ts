@@ -1,13 +1,14 @@
-// One edge process, assembled: PKI and stores from the state directory, the router, the session
+// One edge process, assembled: PKI from the state directory, stores by choice (stores.ts: embedded
+// files or Redis), the router, the session
 // table, the tunnel listener (enrollment and agent sessions), raw TCP ingress, and the watch that
 // closes a revoked runner's live sessions within one heartbeat interval, the admin API and the
 // tunnel metrics. A failed start closes whatever it had opened. HTTP and SSH join here in later
 // issues; each is one more ingress over the same opener.
 import { systemClock } from '../shared/clock.js'
 import { loadPki } from '../certs/pki.js'
-import { FileTokenStore } from '../certs/tokens.js'
-import { RevocationList } from '../certs/revocation.js'
-import { EmbeddedStore } from './routing/embedded-store.js'
+import type { Revocations } from '../certs/revocation.js'
+import type { RouteStore } from './routing/store.js'
+import { openStores, type EdgeStores, type OpenStoresOptions } from './stores.js'
 import { Router } from './routing/router.js'
 import { SessionTable, type DrainAdvice } from './tunnel/sessions.js'
 import { StreamOpener } from './tunnel/opener.js'
@@ -16,7 +17,6 @@ import { startTunnelListener, type TunnelListener } from './tunnel/listener.js'
 import { startTcpIngress, type TcpIngress, type TcpMapping } from './ingress/tcp.js'
 import { startAdmin, type AdminServer } from './admin.js'
 import type { AccessStore } from './auth/access-store.js'
-import { EmbeddedAccessStore } from './auth/embedded-access.js'
 import { noopMetrics, type Metrics } from '../shared/metrics.js'
 import { signRenewal } from '../certs/renew.js'
 import { wallClock } from '../certs/state.js'
@@ -26,6 +26,15 @@ import { startHttpIngress, type HttpIngress, type HttpLimits } from './http/ingr
 
 export interface EdgeOptions {
   stateDir: string
+  /**
+   * Where routes, runners, ACL, join tokens and revocations live: `embedded` (the state dir, one
+   * edge) or `redis://host:port[/db]` (shared by many edges; edge/stores.ts). @default 'embedded'
+   */
+  store?: string
+  /** Redis key prefix; every edge of one cluster uses the same. @default 'hopgate:' */
+  storeKeyPrefix?: string
+  /** Redis command timeout and route cache tuning (edge/stores.ts has the defaults). */
+  storeTuning?: Pick<OpenStoresOptions, 'commandTimeoutMs' | 'cache'>
   /** Tunnel listener address. @default 127.0.0.1:7443 */
   tunnelHost?: string
   tunnelPort?: number
@@ -59,10 +68,12 @@ export interface Edge {
   tunnel: TunnelListener
   tcp: TcpIngress[]
   sessions: SessionTable
-  store: EmbeddedStore
+  store: RouteStore
+  /** Everything openStores opened (edge/stores.ts), for tooling that needs more than `store`. */
+  stores: EdgeStores
   router: Router
   opener: StreamOpener
-  revocation: RevocationList
+  revocation: Revocations
   /** Collaborators and SSH keys: what HTTP and SSH ingress check. */
   access: AccessStore
   metrics: Metrics
@@ -76,10 +87,9 @@ export interface Edge {
 
 export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   const pki = await loadPki(opts.stateDir)
-  const tokens = new FileTokenStore(opts.stateDir)
-  const revocation = await RevocationList.open(opts.stateDir)
   // What is opened from here on is closed again, newest first, if a later step fails (a port
-  // already taken must not leave the tunnel listener or the stores open).
+  // already taken must not leave the tunnel listener or the stores, Redis connections included,
+  // open: they would keep the process of a failed start alive).
   const opened: Array<() => Promise<void>> = []
   const closeOpened = async (): Promise<void> => {
     for (let c = opened.pop(); c; c = opened.pop()) await c().catch(() => {})
@@ -89,10 +99,16 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       await closeOpened()
       throw err
     })
-  const store = await EmbeddedStore.open({ stateDir: opts.stateDir, clock: systemClock })
-  opened.push(() => store.close())
-  const access = await guard(EmbeddedAccessStore.open({ stateDir: opts.stateDir }))
-  opened.push(() => access.close())
+  const stores = await openStores({
+    stateDir: opts.stateDir,
+    edgeId: pki.edgeId,
+    clock: systemClock,
+    ...(opts.store !== undefined ? { store: opts.store } : {}),
+    ...(opts.storeKeyPrefix !== undefined ? { keyPrefix: opts.storeKeyPrefix } : {}),
+    ...opts.storeTuning,
+  })
+  opened.push(() => stores.close())
+  const { routes: store, tokens, revocation, access } = stores
   const metrics = opts.metrics ?? noopMetrics
   const router = new Router({ store, clock: systemClock })
   const sessions = new SessionTable()
@@ -168,6 +184,13 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     )
   }, heartbeatIntervalMs)
   watch.unref()
+  // A shared store pushes revocations made at any edge: close the sessions now, not next tick.
+  const offRevoked = stores.onRevoked((runnerId) => {
+    if (sessions.sessions(runnerId).length > 0) {
+      event('runner-revoked', { runnerId, sessions: sessions.revoke(runnerId) })
+    }
+  })
+  opened.push(async () => offRevoked())
   opened.push(async () => clearInterval(watch))
   // HTTP ingress (issue 4): its own block so other ingresses can land beside it.
   let http: HttpIngress | undefined
@@ -214,6 +237,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     tcp,
     sessions,
     store,
+    stores,
     router,
     opener,
     revocation,
@@ -228,14 +252,14 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     ...(http ? { http } : {}),
     close: async () => {
       clearInterval(watch)
+      offRevoked()
       await admin?.close()
       await http?.close()
       await Promise.all(tcp.map((t) => t.close()))
       for (const runnerId of sessions.runners())
         for (const e of sessions.sessions(runnerId)) e.session.close()
       await tunnel.close()
-      await store.close()
-      await access.close()
+      await stores.close()
     },
   }
 }

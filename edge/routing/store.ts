@@ -1,6 +1,7 @@
-// The contract every route store meets: the embedded store (embedded-store.ts) now, Redis (issue 6)
-// later. It fixes the semantics both must share (epochs, compare-and-set, leases, change events);
-// it holds no state and knows nothing of placement or health policy (router.ts).
+// The contract every route store meets: the embedded store (embedded-store.ts) and Redis
+// (redis-store.ts, behind cached-store.ts on an edge). It fixes the semantics both share (epochs,
+// compare-and-set, leases, change events); it holds no state and knows nothing of placement or
+// health policy (router.ts).
 import { HopgateError } from '../../shared/errors.js'
 import type { Route, RouteUpdate, RunnerInfo, RunnerPatch, RunnerRecord } from './types.js'
 
@@ -31,6 +32,13 @@ export interface RouteStore {
   /**
    * Registers a runner (its hello) or re-registers it, replacing every reported field, and grants
    * a lease of `leaseTtlMs`. Resolves once durable. `registeredAt` keeps its first value.
+   *
+   * `edges` in a shared store (Redis): each edge speaks only for itself. A write whose `edges`
+   * includes the writing edge's own id adds (or renews) that edge's entry with an expiry of
+   * `leaseTtlMs`; one whose `edges` omits it removes that entry; a putRunner without `edges`
+   * removes it too, a heartbeat without `edges` renews it only if present. Ids of other edges in
+   * `edges` are ignored, and each entry expires on its own. The reported `edges` is the sorted set
+   * of live entries of every edge. The embedded store (one edge) stores the list as given.
    */
   putRunner(runnerId: string, info: RunnerInfo, leaseTtlMs: number): Promise<RunnerRecord>
 

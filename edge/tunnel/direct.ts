@@ -9,14 +9,14 @@ import { Session, type YamuxConfig } from '../../shared/yamux/index.js'
 import { identifyTlsPeer } from '../../certs/identity.js'
 import { TUNNEL_ALPN } from '../../certs/wire.js'
 import type { Pki } from '../../certs/pki.js'
-import type { RevocationList } from '../../certs/revocation.js'
+import type { Revocations } from '../../certs/revocation.js'
 import type { RouteStore } from '../routing/store.js'
 import { edgeHandshake, type EdgeControlOptions } from './control.js'
 
 export interface DirectDialerOptions {
   pki: Pki
   store: RouteStore
-  revocation: RevocationList
+  revocation: Revocations
   control: EdgeControlOptions
   yamux?: Partial<YamuxConfig>
   connectTimeoutMs?: number

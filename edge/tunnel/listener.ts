@@ -14,7 +14,7 @@ import { serveJoin } from '../../certs/enroll.js'
 import { JOIN_ALPN, TUNNEL_ALPN } from '../../certs/wire.js'
 import type { Pki } from '../../certs/pki.js'
 import type { TokenStore } from '../../certs/tokens.js'
-import type { RevocationList } from '../../certs/revocation.js'
+import type { Revocations } from '../../certs/revocation.js'
 import { edgeHandshake, type EdgeControlOptions } from './control.js'
 
 export interface TunnelListenerOptions {
@@ -22,7 +22,7 @@ export interface TunnelListenerOptions {
   port: number
   pki: Pki
   tokens: TokenStore
-  revocation: RevocationList
+  revocation: Revocations
   control: EdgeControlOptions
   yamux?: Partial<YamuxConfig>
   /** A connection was refused or failed: reason code and what is known of the peer. */

@@ -9,6 +9,7 @@ import { startEdge, type EdgeOptions } from '../../../edge/edge.js'
 import { assertBasePath } from '../../../edge/http/target.js'
 import { HopgateError } from '../../errors.js'
 import { parseTcpMapping } from '../../../edge/ingress/tcp.js'
+import { parseStoreChoice } from '../../../edge/stores.js'
 import { createLogger } from '../../log.js'
 import { PromMetrics } from '../../metrics-prom.js'
 import {
@@ -23,6 +24,15 @@ import {
 export const edgeConfigSchema = z
   .object({
     stateDir: z.string().min(1).default('/var/lib/hopgate/edge').describe('edge state directory'),
+    store: z
+      .string()
+      .default('embedded')
+      .describe('shared state: embedded (state dir, one edge) or redis://host:port[/db]'),
+    storeKeyPrefix: z
+      .string()
+      .regex(/^[A-Za-z0-9:._-]{1,64}$/)
+      .default('hopgate:')
+      .describe('Redis key prefix, the same on every edge of one cluster'),
     tunnel: z
       .object({
         listen: z.string().default('0.0.0.0:7443').describe('agent tunnel listener host:port'),
@@ -71,6 +81,7 @@ export function registerEdge(program: Command): void {
     const admin = parseHostPort(config.admin.listen, 'admin.listen', true)
     const tcp = config.tcp.map(parseTcpMapping)
     const http = await httpOption(config.http)
+    parseStoreChoice(config.store)
     const log = createLogger({ bindings: { cmd: 'edge' } })
     const signals = firstSignal(log)
     const metrics = new PromMetrics({ defaultMetrics: true })
@@ -79,6 +90,8 @@ export function registerEdge(program: Command): void {
         metrics,
         renderMetrics: () => metrics.render(),
         stateDir: config.stateDir,
+        store: config.store,
+        storeKeyPrefix: config.storeKeyPrefix,
         tunnelHost: tunnel.host,
         tunnelPort: tunnel.port,
         adminHost: admin.host,
@@ -100,6 +113,7 @@ export function registerEdge(program: Command): void {
         admin: edge.admin ? formatHostPort(edge.admin.address) : null,
         tcp: edge.tcp.map((t) => formatHostPort(t.address)),
         http: edge.http ? formatHostPort(edge.http.address) : null,
+        store: edge.stores.choice.kind,
       }
       log.info(ready, 'edge ready')
       if (opts.json) printJson(ready)

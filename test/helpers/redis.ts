@@ -1,0 +1,128 @@
+// A throwaway redis-server per test: started on a free loopback port with no persistence, killed
+// in teardown, and able to simulate outages (pause = SIGSTOP, so connections hang like a wedged
+// server; kill + restart on the same port, so they are refused and the data is gone).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import net from 'node:net'
+import type { TapTest } from './yamux-pair.js'
+
+export const REDIS_SERVER = process.env.HOPGATE_REDIS_SERVER ?? '/usr/bin/redis-server'
+
+export interface RedisServer {
+  readonly port: number
+  /** redis://127.0.0.1:<port> */
+  readonly url: string
+  /** SIGSTOP: the server keeps its sockets but answers nothing until resume(). */
+  pause(): void
+  resume(): void
+  /** SIGKILL and wait for the exit: connections are refused, every key is lost. */
+  kill(): Promise<void>
+  /** A new server on the same port (after kill()). */
+  restart(): Promise<void>
+  /** Kills the server for good (teardown does this too). */
+  stop(): Promise<void>
+}
+
+/** Whether redis-server can be run here. */
+export function haveRedisServer(): boolean {
+  return spawnSync(REDIS_SERVER, ['--version'], { stdio: 'ignore' }).status === 0
+}
+
+/**
+ * Skips the whole test file (returns false) when redis-server is missing, but only outside CI:
+ * in CI a missing server is a failure, not a skip.
+ */
+export function redisAvailable(t: TapTest): boolean {
+  if (haveRedisServer()) return true
+  if (process.env.CI === 'true') {
+    t.fail(`redis-server not found at ${REDIS_SERVER} (required in CI)`)
+    return false
+  }
+  t.plan(0, `redis-server not found at ${REDIS_SERVER}`)
+  return false
+}
+
+async function freePort(): Promise<number> {
+  const srv = net.createServer()
+  srv.listen(0, '127.0.0.1')
+  await once(srv, 'listening')
+  const port = (srv.address() as net.AddressInfo).port
+  await new Promise<void>((r) => srv.close(() => r()))
+  return port
+}
+
+async function spawnServer(port: number): Promise<ChildProcess> {
+  const child = spawn(
+    REDIS_SERVER,
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--daemonize',
+      'no',
+      '--loglevel',
+      'warning',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  )
+  let stderr = ''
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+  // Ready when it accepts a PING; 5 s is far beyond a normal start of a few ms.
+  const deadline = Date.now() + 5000
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`redis-server exited: ${stderr}`)
+    if (await ping(port)) return child
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL')
+      throw new Error(`redis-server did not start on ${port}: ${stderr}`)
+    }
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+function ping(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1')
+    const done = (ok: boolean): void => {
+      s.destroy()
+      resolve(ok)
+    }
+    s.setTimeout(500, () => done(false))
+    s.on('error', () => done(false))
+    s.on('connect', () => s.write('PING\r\n'))
+    s.on('data', (d) => done(d.toString().startsWith('+PONG')))
+  })
+}
+
+async function killChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = once(child, 'exit')
+  // A paused server ignores SIGTERM until continued; SIGKILL works either way.
+  child.kill('SIGKILL')
+  await exited
+}
+
+/** Starts a server for this test; teardown kills it (also when paused). */
+export async function startRedis(tt: TapTest): Promise<RedisServer> {
+  const port = await freePort()
+  let child = await spawnServer(port)
+  const server: RedisServer = {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    pause: () => void child.kill('SIGSTOP'),
+    resume: () => void child.kill('SIGCONT'),
+    kill: () => killChild(child),
+    restart: async () => {
+      await killChild(child)
+      child = await spawnServer(port)
+    },
+    stop: () => killChild(child),
+  }
+  tt.teardown(() => server.stop())
+  return server
+}
