@@ -43,6 +43,8 @@ export interface StreamServerOptions {
 }
 
 export function serveStream(stream: YamuxStream, opts: StreamServerOptions): void {
+  // Every stream gets a status soon (or a reset): its ACK rides on that frame, one fewer per open.
+  stream.deferAck()
   const reader = new OpenHeaderReader()
   stream.on('error', () => {})
   const timer = setTimeout(() => {

@@ -39,11 +39,24 @@ export interface OpenerOptions {
   connect?: (runnerId: string) => Promise<void>
 }
 
+// Trace ids come from a pooled random buffer: one randomFillSync per 512 opens, not one each.
+const TRACE_POOL_BYTES = 4096
+let tracePool = Buffer.alloc(0)
+let traceAt = 0
+function newTraceId(): string {
+  if (traceAt + 8 > tracePool.length) {
+    tracePool = randomBytes(TRACE_POOL_BYTES)
+    traceAt = 0
+  }
+  traceAt += 8
+  return tracePool.toString('hex', traceAt - 8, traceAt)
+}
+
 export class StreamOpener {
   constructor(private readonly opts: OpenerOptions) {}
 
   async open(req: OpenRequest): Promise<OpenedStream> {
-    const traceId = req.traceId ?? randomBytes(8).toString('hex')
+    const traceId = req.traceId ?? newTraceId()
     try {
       return await this.attempt(req, traceId)
     } catch (err) {
