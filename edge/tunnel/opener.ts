@@ -52,6 +52,8 @@ function newTraceId(): string {
   return tracePool.toString('hex', traceAt - 8, traceAt)
 }
 
+function ignore(): void {}
+
 export class StreamOpener {
   constructor(private readonly opts: OpenerOptions) {}
 
@@ -76,7 +78,8 @@ export class StreamOpener {
       throw new HopgateError('HOPGATE_ERR_RUNNER_UNAVAILABLE', `no live session to ${route.runner}`)
     }
     const stream = await entry.session.open(req.signal ? { signal: req.signal } : {})
-    stream.on('error', () => {})
+    // Module-level, not a closure: an idle stream must not keep this call's state alive.
+    stream.on('error', ignore)
     stream.write(
       encodeOpenHeader({
         project: req.project,
