@@ -31,6 +31,8 @@ export interface MiddleMem {
   /** The external part of `js`, per middle process. */
   external?: number[]
 }
+/** Starting a middle process (an edge makes a CA: RSA keys) can take long on a loaded box. */
+const SETUP_MS = 120_000
 const PROJECT = '0b5e7c4a-3f1d-4c2a-9e8b-6d7f5a4b3c21'
 const RUNNER = 'bench-runner'
 
@@ -43,13 +45,13 @@ function middle(file: string, cleanups: Cleanups): Middle {
 async function startTarget(pki: Pki, cleanups: Cleanups): Promise<{ target: Child; port: number }> {
   const target = Child.spawn('server.ts')
   cleanups.push(() => target.kill())
-  const r = await target.request({ cmd: 'init', path: 'tcp', pki })
+  const r = await target.request({ cmd: 'init', path: 'tcp', pki }, SETUP_MS)
   if (r.port === undefined) throw new Error('target reported no port')
   return { target, port: r.port }
 }
 
 async function port(c: Middle, cmd: TunnelCmd): Promise<number> {
-  const r = await c.request(cmd)
+  const r = await c.request(cmd, SETUP_MS)
   if (r.port === undefined) throw new Error(`${cmd.cmd} reported no port`)
   return r.port
 }
@@ -60,7 +62,7 @@ function memOf(children: Middle[]): () => Promise<MiddleMem> {
     let js = 0
     const external: number[] = []
     for (const c of children) {
-      const m = (await c.request({ cmd: 'mem' })).mem
+      const m = (await c.request({ cmd: 'mem' }, SETUP_MS)).mem
       if (!m) throw new Error('a middle process reported no memory')
       rss += m.rss
       js += m.heapUsed + m.external
@@ -96,22 +98,28 @@ export async function setup(path: TunnelPath, pki: Pki, cleanups: Cleanups): Pro
     case 'hopgate': {
       const edge = middle('edge.ts', cleanups)
       const agent = middle('agent.ts', cleanups)
-      const e = await edge.request({
-        cmd: 'edge',
-        targetPort,
-        project: PROJECT,
-        runnerId: RUNNER,
-      })
+      const e = await edge.request(
+        {
+          cmd: 'edge',
+          targetPort,
+          project: PROJECT,
+          runnerId: RUNNER,
+        },
+        SETUP_MS,
+      )
       if (e.port === undefined || e.tunnelPort === undefined || e.token === undefined) {
         throw new Error('edge did not report its ports and a token')
       }
-      await agent.request({
-        cmd: 'agent',
-        edgePort: e.tunnelPort,
-        token: e.token,
-        targetPort,
-        project: PROJECT,
-      })
+      await agent.request(
+        {
+          cmd: 'agent',
+          edgePort: e.tunnelPort,
+          token: e.token,
+          targetPort,
+          project: PROJECT,
+        },
+        SETUP_MS,
+      )
       const end = Date.now() + 15_000
       while ((await edge.request({ cmd: 'sessions', runnerId: RUNNER })).sessions !== 2) {
         if (Date.now() > end) throw new Error('the agent did not bring up 2 sessions in 15 s')

@@ -29,6 +29,7 @@ interface BenchOpts {
   rounds?: string
   edge?: string
   metrics?: string
+  timeout?: string
   serveTarget?: string
 }
 
@@ -45,6 +46,7 @@ export function registerBench(program: Command): void {
     .option('--paths <list>', 'comma-separated: hopgate,raw-tcp,node-proxy,tls-2hop,ssh-R')
     .option('--rounds <n>', 'rounds (medians reported)')
     .option('--metrics <list>', 'comma-separated subset of: up,down,8,rtt,conn,idle')
+    .option('--timeout <s>', 'limit for one metric of one path, set-up included (default 90)')
     .option('--edge <host:port>', "measure an existing edge's TCP ingress (hopgate path only)")
     .option(
       '--serve-target <host:port>',
@@ -60,7 +62,7 @@ export function registerBench(program: Command): void {
       const args: string[] = []
       if (opts.json) args.push('--json')
       if (opts.quick) args.push('--quick')
-      for (const k of ['bytes', 'paths', 'rounds', 'edge', 'metrics'] as const) {
+      for (const k of ['bytes', 'paths', 'rounds', 'edge', 'metrics', 'timeout'] as const) {
         const v = opts[k]
         if (v !== undefined) args.push(`--${k}`, v)
       }
