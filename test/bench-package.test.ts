@@ -107,9 +107,11 @@ t.test('the installed package runs the bench without sources or tsx', async (t) 
       ['hopgate', 'node-proxy'],
     )
     for (const p of out.paths) {
-      for (const f of ['connPerSec', 'connCpuUs', 'idleKiBPerConn', 'idleRssKiBPerConn']) {
+      for (const f of ['connPerSec', 'connCpuUs', 'idleKiBPerConn']) {
         t.ok(typeof p[f] === 'number' && p[f] > 0, `${p.name}.${f} > 0 (${p[f]})`)
       }
+      // RSS growth over a few hundred connections can come out negative (pages given back).
+      t.type(p.idleRssKiBPerConn, 'number', `${p.name}.idleRssKiBPerConn is measured`)
       t.equal(p.rttP50Us, null, 'metrics not asked for are null')
     }
   })
