@@ -17,6 +17,9 @@ const FIELDS = [
   'idleKiBPerConn',
   'idleRssKiBPerConn',
 ]
+// Each metric forks a fresh edge, agent and target: minutes, not seconds, on a busy 2-core box.
+t.setTimeout(900_000)
+
 /** Raw TCP has no middle process: no memory and no middle CPU, null by contract. */
 const NO_MIDDLE = ['connCpuUs', 'idleKiBPerConn', 'idleRssKiBPerConn']
 
