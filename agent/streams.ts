@@ -43,8 +43,11 @@ export interface StreamServerOptions {
 }
 
 export function serveStream(stream: YamuxStream, opts: StreamServerOptions): void {
+  // Every stream gets a status soon (or a reset): its ACK rides on that frame, one fewer per open.
+  stream.deferAck()
   const reader = new OpenHeaderReader()
-  stream.on('error', () => {})
+  // Module-level, not a closure: an idle stream must not keep this function's state alive.
+  stream.on('error', ignore)
   const timer = setTimeout(() => {
     refuse(new HopgateError('HOPGATE_ERR_OPEN_BAD_HEADER', 'header not received in time'))
   }, opts.headerTimeoutMs ?? 10_000)
@@ -126,6 +129,8 @@ async function open(
   bridge(stream, socket)
 }
 
+function ignore(): void {}
+
 function dialTcp(target: Target, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: target.host, port: target.port, allowHalfOpen: true })
@@ -133,14 +138,16 @@ function dialTcp(target: Target, timeoutMs: number): Promise<net.Socket> {
       () => socket.destroy(new Error(`connect timeout after ${timeoutMs} ms`)),
       timeoutMs,
     )
-    socket.once('connect', () => {
-      clearTimeout(timer)
-      socket.off('error', reject)
-      resolve(socket)
-    })
-    socket.once('error', (err) => {
+    const onError = (err: Error): void => {
       clearTimeout(timer)
       reject(err)
+    }
+    socket.once('connect', () => {
+      clearTimeout(timer)
+      // Removed, or it would keep this closure (and its timer) alive as long as the connection.
+      socket.off('error', onError)
+      resolve(socket)
     })
+    socket.once('error', onError)
   })
 }

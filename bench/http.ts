@@ -193,9 +193,9 @@ async function spawnRole(
   const argv = ['--role', role, ...Object.entries(args).flatMap(([k, v]) => [`--${k}`, String(v)])]
   const child = fork(fileURLToPath(import.meta.url), argv, {
     // HOPGATE_BENCH_PROF=<dir>: V8 CPU profiles of every role, for finding hot spots.
+    // Plain node from the compiled package, tsx from a checkout (as bench/lib/procs.ts does).
     execArgv: [
-      '--import',
-      'tsx',
+      ...(import.meta.url.endsWith('.ts') ? ['--import', 'tsx'] : []),
       ...(process.env.HOPGATE_BENCH_PROF
         ? ['--cpu-prof', '--cpu-prof-dir', process.env.HOPGATE_BENCH_PROF]
         : []),

@@ -11,8 +11,10 @@ import { parseArgs } from 'node:util'
 import { makeTestPki } from '../certs/testing.js'
 import { dial, type Dialer, type Pki } from './lib/links.js'
 import * as measure from './lib/measure.js'
+import { serveStream } from './lib/protocol.js'
 import { Child } from './lib/procs.js'
 import { env, formatTable, median } from './lib/report.js'
+import { treeCpuMs } from './tunnel/mem.js'
 import { setup, TUNNEL_PATHS, unavailable, type TunnelPath } from './tunnel/paths.js'
 
 const METRICS = [
@@ -22,7 +24,9 @@ const METRICS = [
   'rttP50Us',
   'rttP99Us',
   'connPerSec',
+  'connCpuUs',
   'idleKiBPerConn',
+  'idleRssKiBPerConn',
 ] as const
 type Metric = (typeof METRICS)[number]
 export type Row = { name: TunnelPath } & Record<Metric, number | null>
@@ -35,6 +39,8 @@ const { values: flags } = parseArgs({
     paths: { type: 'string' },
     rounds: { type: 'string', default: '1' },
     edge: { type: 'string' },
+    'serve-target': { type: 'string' },
+    metrics: { type: 'string' },
     timeout: { type: 'string', default: '90' },
   },
 })
@@ -57,9 +63,9 @@ const paths: TunnelPath[] = external
       throw new Error(`unknown path ${p}; known: ${TUNNEL_PATHS.join(',')}`)
     })
 
-function parseEdge(s: string): { host: string; port: number } {
+function parseEdge(s: string, what = "--edge wants host:port (an edge's TCP ingress)") {
   const m = /^(.+):(\d{1,5})$/.exec(s)
-  if (!m) throw new Error(`--edge wants host:port (an edge's TCP ingress), got ${s}`)
+  if (!m) throw new Error(`${what}, got ${s}`)
   return { host: m[1]!.replace(/^\[(.*)\]$/, '$1'), port: Number(m[2]) }
 }
 
@@ -96,33 +102,62 @@ function ctxFor(path: TunnelPath, pki: Pki): measure.Ctx {
     p: params,
     cleanups: [],
     connect: async (c) => {
-      const d = external
-        ? externalDialer(external.host, external.port)
-        : await dial('tcp', (await setup(path, pki, c.cleanups)).port, pki)
+      let d: Dialer
+      if (external) {
+        d = externalDialer(external.host, external.port)
+        middlePids = []
+      } else {
+        const topo = await setup(path, pki, c.cleanups)
+        d = await dial('tcp', topo.port, pki)
+        middlePids = topo.pids
+      }
       c.cleanups.unshift(() => d.close())
       return d
     },
   }
 }
+/** The middle processes of the path the last connect() set up (none for an external edge). */
+let middlePids: number[] = []
 
-/** KiB of middle-process RSS per idle, echo-verified connection, held by a separate client child. */
-async function idleKiB(path: TunnelPath, ctx: measure.Ctx): Promise<number | null> {
-  if (external || path === 'raw-tcp') return null
+/** Connections per second, and the middle processes' CPU per connection (µs) while they ran. */
+async function connRate(c: measure.Ctx): Promise<(number | null)[]> {
+  const d = await c.connect!(c)
+  const cpu = () => middlePids.reduce((sum, pid) => sum + treeCpuMs(pid), 0)
+  const before = cpu()
+  const { perSec, done } = await measure.countOpens({ ...c, connect: async () => d })
+  const spent = cpu() - before
+  return [perSec, middlePids.length && done ? (spent * 1000) / done : null]
+}
+
+/**
+ * KiB per idle, echo-verified connection in the middle processes (for hopgate: edge and agent
+ * together), connections held by a separate client child: [heap + external after forced GCs
+ * (Node middles; RSS for ssh -R, which is not Node), RSS].
+ */
+async function idleKiB(path: TunnelPath, ctx: measure.Ctx): Promise<(number | null)[]> {
+  if (external || path === 'raw-tcp') return [null, null]
   const topo = await setup(path, ctx.pki, ctx.cleanups)
   const client = Child.spawn('idle-client.ts')
   ctx.cleanups.push(() => client.kill())
   // The warm-up connection (JIT, lazy tables, first stream) happens before the baseline.
   await client.request({ cmd: 'dial', path: 'tcp', pki: ctx.pki, port: topo.port })
   await new Promise((r) => setTimeout(r, 300))
-  const before = await topo.middleRss!()
+  const before = await topo.middleMem!()
   const n = params.idleStreams
   const filled = await client.request({ cmd: 'fill', n }, params.timeoutMs)
   if (filled.streams !== n) throw new Error(`client holds ${filled.streams} connections, not ${n}`)
   const held = (await topo.target.request({ cmd: 'mem' })).streams ?? 0
   if (held < n) throw new Error(`target sees ${held} connections, expected ${n}`)
   await new Promise((r) => setTimeout(r, 300))
-  const after = await topo.middleRss!()
-  return (after - before) / n / 1024
+  const after = await topo.middleMem!()
+  const kib = (a: number, b: number) => (a - b) / n / 1024
+  const rss = kib(after.rss, before.rss)
+  const js = after.js === null || before.js === null ? null : kib(after.js, before.js)
+  if (after.external && before.external) {
+    const ext = after.external.map((e, i) => kib(e, before.external![i]!).toFixed(2))
+    log(`  ${path}: external (Buffers) KiB/conn per middle process: ${ext.join(' + ')}`)
+  }
+  return [js ?? rss, rss]
 }
 
 type Task = [
@@ -146,9 +181,19 @@ const TASKS: Task[] = [
       return [r.p50, r.p99]
     },
   ],
-  ['conn/s', ['connPerSec'], async (_, c) => [await measure.opens(c)]],
-  ['idle KiB/conn', ['idleKiBPerConn'], async (p, c) => [await idleKiB(p, c)]],
+  ['conn/s, middle CPU µs/conn', ['connPerSec', 'connCpuUs'], (_, c) => connRate(c)],
+  ['idle KiB/conn heap+ext / RSS', ['idleKiBPerConn', 'idleRssKiBPerConn'], idleKiB],
 ]
+
+/** `--metrics up,down,8,rtt,conn,idle`: a subset of the tasks (default all). */
+const TASK_KEYS = ['up', 'down', '8', 'rtt', 'conn', 'idle'] as const
+const wanted = flags.metrics?.split(',').map((m) => m.trim()) ?? [...TASK_KEYS]
+for (const m of wanted) {
+  if (!(TASK_KEYS as readonly string[]).includes(m)) {
+    throw new Error(`unknown metric ${m}; known: ${TASK_KEYS.join(',')}`)
+  }
+}
+const tasks = TASKS.filter((_, i) => wanted.includes(TASK_KEYS[i]!))
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
@@ -165,9 +210,20 @@ const DIGITS: Record<Metric, number> = {
   rttP50Us: 1,
   rttP99Us: 1,
   connPerSec: 0,
+  connCpuUs: 0,
   idleKiBPerConn: 1,
+  idleRssKiBPerConn: 1,
 }
-const HEADERS = ['path', 'MB/s up', 'MB/s down', 'MB/s 8', 'RTT p50 µs', 'RTT p99 µs', 'conn/s']
+const HEADERS = [
+  'path',
+  'MB/s up',
+  'MB/s down',
+  'MB/s 8',
+  'RTT p50 µs',
+  'RTT p99 µs',
+  'conn/s',
+  'CPU µs/conn',
+]
 
 function ratioLines(rows: Row[]): string {
   const by = (n: TunnelPath) => rows.find((r) => r.name === n)
@@ -180,7 +236,10 @@ function ratioLines(rows: Row[]): string {
     `hopgate/ssh-R single-stream up:      ${div(h?.throughputMBps, by('ssh-R')?.throughputMBps)} (heading for >= 1.0x)`,
     `hopgate/node-proxy conn/s:           ${div(h?.connPerSec, by('node-proxy')?.connPerSec)} (target >= 0.9x)`,
     `hopgate/ssh-R p50 RTT:               ${div(h?.rttP50Us, by('ssh-R')?.rttP50Us)} (target <= 1.0x)`,
-    `hopgate idle KiB/conn (edge+agent):  ${kib == null ? 'n/a' : kib.toFixed(1)} (target <= 16)`,
+    `hopgate/tls-2hop p50 RTT:            ${div(h?.rttP50Us, by('tls-2hop')?.rttP50Us)}`,
+    `hopgate/ssh-R single-stream down:    ${div(h?.throughputDownMBps, by('ssh-R')?.throughputDownMBps)}`,
+    `hopgate/node-proxy CPU per conn:     ${div(h?.connCpuUs, by('node-proxy')?.connCpuUs)} (edge+agent vs one hop)`,
+    `hopgate idle KiB/conn (edge+agent):  ${kib == null ? 'n/a' : kib.toFixed(1)} heap+external, ${h?.idleRssKiBPerConn == null ? 'n/a' : h.idleRssKiBPerConn.toFixed(1)} RSS (target <= 16)`,
   ].join('\n')
 }
 
@@ -198,7 +257,7 @@ async function main() {
   for (let round = 1; round <= rounds; round++) {
     for (const path of paths) {
       if (notes[path]!.length && !external) continue // unavailable here
-      for (const [label, metrics, run] of TASKS) {
+      for (const [label, metrics, run] of tasks) {
         const ctx = ctxFor(path, pki)
         const tag = `[${round}/${rounds}] ${path} ${label}`
         try {
@@ -232,12 +291,12 @@ async function main() {
       paths: rows,
       notes: Object.fromEntries(Object.entries(notes).filter(([, v]) => v.length)),
       env: env(),
-      params: { ...params, rounds, quick, paths, edge: flags.edge ?? null },
+      params: { ...params, rounds, quick, paths, metrics: wanted, edge: flags.edge ?? null },
     }
     process.stdout.write(`${JSON.stringify(out)}\n`)
     return
   }
-  const lines = [[...HEADERS, 'idle KiB/conn', 'note']]
+  const lines = [[...HEADERS, 'idle KiB/conn', 'idle RSS KiB/conn', 'note']]
   for (const r of rows) {
     const cells = METRICS.map((m) => (r[m] === null ? 'n/a' : r[m].toFixed(DIGITS[m])))
     lines.push([r.name, ...cells, notes[r.name]!.join('; ')])
@@ -246,12 +305,32 @@ async function main() {
   process.stdout.write(
     `${formatTable(lines)}\n\n${ratioLines(rows)}\n\n` +
       `bulk ${mib} MiB, RTT ${params.rttCount} x 64 B, ${params.idleStreams} idle connections ` +
-      `(middle processes' RSS), conn/s ${params.opensMs} ms x ${params.inflight} in flight, ` +
+      `(middle processes' heap+external after GC; RSS), conn/s ${params.opensMs} ms x ${params.inflight} in flight, ` +
       `${rounds} round(s)${rounds > 1 ? ' (median)' : ''}\n`,
   )
 }
 
-main().then(
+/**
+ * `--serve-target host:port`: only the bench target ('U'/'D'/'E'), for measuring a deployed edge:
+ * run it next to an agent, allow its port for a project, map an edge `--tcp` port to it, and
+ * point `--edge` at that. Prints one JSON line with the bound address; runs until a signal.
+ */
+async function serveTarget(spec: string): Promise<never> {
+  const { host, port } = parseEdge(spec, '--serve-target wants host:port')
+  const server = net.createServer({ allowHalfOpen: true }, (sock) => {
+    sock.setNoDelay(true)
+    serveStream(sock)
+  })
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(port, host, () => resolve())
+  })
+  const a = server.address() as net.AddressInfo
+  process.stdout.write(`${JSON.stringify({ event: 'ready', target: `${a.address}:${a.port}` })}\n`)
+  return new Promise<never>(() => {})
+}
+
+;(flags['serve-target'] ? serveTarget(flags['serve-target']) : main()).then(
   () => process.exit(0),
   (err: unknown) => {
     log(`bench failed: ${String(err)}`)

@@ -83,6 +83,11 @@ export async function rtt(ctx: Ctx): Promise<{ p50: number; p99: number }> {
 
 /** Streams (mux) or links (tls/tcp) per second, each doing a 1-byte echo and then ending. */
 export async function opens(ctx: Ctx): Promise<number> {
+  return (await countOpens(ctx)).perSec
+}
+
+/** As opens(), with the number of opens done. */
+export async function countOpens(ctx: Ctx): Promise<{ perSec: number; done: number }> {
   const d = await connect(ctx)
   let done = 0
   const start = performance.now()
@@ -111,7 +116,7 @@ export async function opens(ctx: Ctx): Promise<number> {
   } finally {
     clearInterval(watchdog)
   }
-  return done / ((performance.now() - start) / 1000)
+  return { perSec: done / ((performance.now() - start) / 1000), done }
 }
 const STALL_MS = 5000
 

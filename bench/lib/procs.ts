@@ -18,6 +18,8 @@ export type Command = Request extends infer R
 
 export interface Mem {
   heapUsed: number
+  /** Memory of Buffers and other objects outside the V8 heap (includes arrayBuffers). */
+  external: number
   rss: number
 }
 export interface Reply {
@@ -34,7 +36,12 @@ export function memSnapshot(): Mem {
   if (!gc) throw new Error('child started without --expose-gc')
   for (let i = 0; i < 4; i++) gc()
   const m = process.memoryUsage()
-  return { heapUsed: m.heapUsed, rss: m.rss }
+  return { heapUsed: m.heapUsed, external: m.external, rss: m.rss }
+}
+
+/** Run from TypeScript sources (tsx) or from the compiled package (plain node). */
+function childLoader(): string[] {
+  return import.meta.url.endsWith('.ts') ? ['--import', 'tsx'] : []
 }
 
 const live = new Set<ChildProcess>()
@@ -74,10 +81,17 @@ export class Child<C extends { cmd: string } = Command, R extends Reply = Reply>
   static spawn<C extends { cmd: string } = Command, R extends Reply = Reply>(
     file: string | URL,
   ): Child<C, R> {
-    const script = fileURLToPath(typeof file === 'string' ? new URL(file, import.meta.url) : file)
+    let script = fileURLToPath(typeof file === 'string' ? new URL(file, import.meta.url) : file)
+    // Entries are named by their source file; the compiled package holds the .js next to us.
+    if (childLoader().length === 0) script = script.replace(/\.ts$/, '.js')
     // Child stdout goes to our stderr: with --json our stdout must be exactly one line.
+    const prof = process.env.HOPGATE_BENCH_CPU_PROF
     const proc = fork(script, [], {
-      execArgv: ['--import', 'tsx', '--expose-gc'],
+      execArgv: [
+        ...childLoader(),
+        '--expose-gc',
+        ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []),
+      ],
       stdio: ['ignore', 2, 'inherit', 'ipc'],
     })
     live.add(proc)
@@ -107,7 +121,14 @@ export class Child<C extends { cmd: string } = Command, R extends Reply = Reply>
   }
 
   kill(): void {
-    this.proc.kill('SIGKILL')
     live.delete(this.proc)
+    // A profiled child must exit on its own to write its profile: it exits when IPC closes.
+    if (process.env.HOPGATE_BENCH_CPU_PROF && this.proc.connected) {
+      const proc = this.proc
+      proc.disconnect()
+      setTimeout(() => proc.kill('SIGKILL'), 3000).unref()
+      return
+    }
+    this.proc.kill('SIGKILL')
   }
 }

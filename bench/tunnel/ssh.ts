@@ -57,7 +57,7 @@ async function accepting(port: number, ms: number, proc: ChildProcess[]): Promis
 export async function startSsh(
   targetPort: number,
   cleanups: Cleanups,
-): Promise<{ port: number; rss: () => number }> {
+): Promise<{ port: number; rss: () => number; pids: () => number[] }> {
   const dir = mkdtempSync(join(tmpdir(), 'hopgate-bench-ssh-'))
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }))
   const asRoot = process.getuid?.() === 0
@@ -141,5 +141,6 @@ export async function startSsh(
   return {
     port: fwdPort,
     rss: () => treeRss(daemon.pid ?? 0) + treeRss(client.pid ?? 0),
+    pids: () => [daemon.pid ?? 0, client.pid ?? 0],
   }
 }

@@ -47,7 +47,9 @@ export async function startTcpIngress(
     socket.once('close', () => sockets.delete(socket))
     socket.on('error', () => socket.destroy())
     const ac = new AbortController()
-    socket.once('close', () => ac.abort())
+    // Only an open in progress needs aborting; after it, abort() would just build a DOMException.
+    const abort = (): void => ac.abort()
+    socket.once('close', abort)
     opener
       .open({
         project: mapping.project,
@@ -58,6 +60,7 @@ export async function startTcpIngress(
       })
       .then(
         ({ stream }) => {
+          socket.off('close', abort)
           if (socket.destroyed) return void stream.destroy()
           bridge(stream, socket)
           socket.resume()

@@ -39,11 +39,26 @@ export interface OpenerOptions {
   connect?: (runnerId: string) => Promise<void>
 }
 
+// Trace ids come from a pooled random buffer: one randomFillSync per 512 opens, not one each.
+const TRACE_POOL_BYTES = 4096
+let tracePool = Buffer.alloc(0)
+let traceAt = 0
+function newTraceId(): string {
+  if (traceAt + 8 > tracePool.length) {
+    tracePool = randomBytes(TRACE_POOL_BYTES)
+    traceAt = 0
+  }
+  traceAt += 8
+  return tracePool.toString('hex', traceAt - 8, traceAt)
+}
+
+function ignore(): void {}
+
 export class StreamOpener {
   constructor(private readonly opts: OpenerOptions) {}
 
   async open(req: OpenRequest): Promise<OpenedStream> {
-    const traceId = req.traceId ?? randomBytes(8).toString('hex')
+    const traceId = req.traceId ?? newTraceId()
     try {
       return await this.attempt(req, traceId)
     } catch (err) {
@@ -63,7 +78,8 @@ export class StreamOpener {
       throw new HopgateError('HOPGATE_ERR_RUNNER_UNAVAILABLE', `no live session to ${route.runner}`)
     }
     const stream = await entry.session.open(req.signal ? { signal: req.signal } : {})
-    stream.on('error', () => {})
+    // Module-level, not a closure: an idle stream must not keep this call's state alive.
+    stream.on('error', ignore)
     stream.write(
       encodeOpenHeader({
         project: req.project,

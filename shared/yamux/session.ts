@@ -48,7 +48,7 @@ const COALESCE_BYTES = 4096
 
 /** Events a session emits, with their arguments. */
 export interface SessionEvents {
-  /** An inbound stream, already acknowledged. */
+  /** An inbound stream, accepted; its ACK goes out now unless the listener calls deferAck(). */
   stream: [stream: YamuxStream]
   /** The peer sent GoAway with this code: open no more streams. */
   goaway: [code: number]
@@ -85,7 +85,7 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost {
   private unacknowledged = 0
   private refusedOpens = 0
   private localGoAway = false
-  /** Frames written this tick, handed to the transport together on the next tick. */
+  /** Frames written this event-loop turn, handed to the transport together after its I/O. */
   private outQueue: Buffer[] = []
   private outBytes = 0
   private rxStream: YamuxStream | undefined
@@ -345,8 +345,16 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost {
     const stream = new YamuxStream(this, id, false)
     this.streams.set(id, stream)
     if (this.listenerCount('stream') > 0) {
-      this.acknowledge(stream)
+      stream.established = true
+      this.refusedOpens = 0
+      // Frames the listener sends at once carry the ACK; if it sends none, a bare ACK follows,
+      // unless it chose to answer later (deferAck): then the ACK rides on its first frame.
+      stream.ackDeferred = true
       this.emit('stream', stream)
+      if (stream.ackDeferred && !stream.ackHeld) {
+        stream.ackDeferred = false
+        this.sendFrame(FrameType.WindowUpdate, Flag.ACK, id, 0)
+      }
     } else if (this.acceptWaiters.length > 0) {
       this.acknowledge(stream)
       this.acceptWaiters.resolveNext(stream)
@@ -490,7 +498,9 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost {
   private writeRaw(buf: Buffer): void {
     const t = this.transport
     if (t.destroyed || t.writableEnded) return
-    if (this.outQueue.push(buf) === 1) process.nextTick(flushOut, this)
+    // Flushed after this event-loop turn's I/O callbacks, not after this one callback: frames
+    // from many streams' events (opens, acks, small writes) share one TLS record and syscall.
+    if (this.outQueue.push(buf) === 1) setImmediate(flushOut, this)
     this.outBytes += buf.length
     // Past the transport's own high-water mark we keep queueing up to sendBufferBytes: one
     // 'drain' then releases a batch of frames instead of one.

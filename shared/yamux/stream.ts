@@ -47,6 +47,10 @@ export class YamuxStream extends Duplex {
   reset = false
   /** Still in the session's stream table. */
   attached = true
+  /** @internal Inbound: our ACK rides on the next frame this stream sends. */
+  ackDeferred = false
+  /** @internal Inbound: deferAck() was called; no bare ACK is sent for this stream. */
+  ackHeld = false
 
   /** Bytes we may still send before the peer's next window update. */
   sendWindow = INITIAL_STREAM_WINDOW
@@ -84,6 +88,25 @@ export class YamuxStream extends Duplex {
     this.outbound = outbound
     this.lastUpdateAt = host.now()
     this.writeTimeoutMs = host.config.streamWriteTimeoutMs
+  }
+
+  /**
+   * Inbound streams, called synchronously in the session's 'stream' event: instead of a bare
+   * ACK frame now, set the ACK flag on the first frame this stream sends (spec: the ACK "may"
+   * ride on a data or window update frame). For a server that answers every stream soon
+   * anyway (the agent's status byte), it saves a frame, a TLS record and a peer wake-up per
+   * stream. The peer's open stays unacknowledged until then, so answer within its open timeout.
+   */
+  deferAck(): this {
+    if (this.ackDeferred) this.ackHeld = true
+    return this
+  }
+
+  /** The ACK flag once, for the first frame of a stream whose ACK was deferred. */
+  private takeAck(): number {
+    if (!this.ackDeferred) return 0
+    this.ackDeferred = false
+    return Flag.ACK
   }
 
   /** Limit, in milliseconds, for one write to wait on window or transport; 0 = none. */
@@ -211,7 +234,7 @@ export class YamuxStream extends Duplex {
     }
     this.lastUpdateAt = now
     this.recvLimit += delta
-    this.host.sendFrame(FrameType.WindowUpdate, 0, this.id, delta)
+    this.host.sendFrame(FrameType.WindowUpdate, this.takeAck(), this.id, delta)
   }
 
   // ---- send side ----
@@ -236,7 +259,7 @@ export class YamuxStream extends Duplex {
         n === chunk.length ? chunk : chunk.subarray(this.pendingOffset, this.pendingOffset + n)
       this.sendWindow -= n
       this.pendingOffset += n
-      host.sendData(this.id, 0, piece)
+      host.sendData(this.id, this.takeAck(), piece)
     }
     const cb = this.pendingCallback!
     this.pendingChunk = undefined
@@ -263,7 +286,7 @@ export class YamuxStream extends Duplex {
   override _final(cb: (err?: Error | null) => void): void {
     if (!this.reset) {
       this.localFin = true
-      this.host.sendFrame(FrameType.WindowUpdate, Flag.FIN, this.id, 0)
+      this.host.sendFrame(FrameType.WindowUpdate, Flag.FIN | this.takeAck(), this.id, 0)
       if (this.remoteFin) this.finishClose()
     }
     cb()
@@ -286,7 +309,7 @@ export class YamuxStream extends Duplex {
     this.openTimer = this.closeTimer = this.writeTimer = undefined
     if (!this.reset && !(this.localFin && this.remoteFin)) {
       this.reset = true
-      host.sendFrame(FrameType.WindowUpdate, Flag.RST, this.id, 0)
+      host.sendFrame(FrameType.WindowUpdate, Flag.RST | this.takeAck(), this.id, 0)
     }
     host.release(this)
     const pending = this.pendingCallback
