@@ -194,7 +194,6 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost {
             ? GoAwayCode.InternalError
             : GoAwayCode.Normal
       this.writeRaw(encodeHeader(FrameType.GoAway, 0, 0, code))
-      this.flushOut()
     }
     this.timers.clearAll()
     const shutdown = this.shutdownError()
@@ -210,6 +209,9 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost {
     t.off('data', this.onTransportData)
     t.off('drain', this.onTransportDrain)
     this.stallTimer = undefined
+    // Frames still queued for this turn's flush (a goAway() just before, the streams' resets)
+    // must reach the transport before it is ended, or the peer never sees them.
+    this.flushOut()
     // A transport that took nothing for connectionWriteTimeoutMs will not flush a goodbye either.
     if (t.destroyed || isHopgateError(err, 'HOPGATE_ERR_YAMUX_CONNECTION_WRITE_TIMEOUT')) {
       t.destroy()

@@ -324,3 +324,13 @@ t.test('window auto-tuning grows a fast stream past the initial window', async (
   srv.end()
   await p.assertQuiescent(tt)
 })
+
+eachTransport('close right after goAway still delivers the GoAway code', async (tt, maker) => {
+  const p = await sessionPair(maker)
+  tt.teardown(() => p.close())
+  const seen = once(p.server, 'goaway') as Promise<[number]>
+  p.client.goAway(GoAwayCode.ProtocolError)
+  p.client.close()
+  const [code] = await seen
+  tt.equal(code, GoAwayCode.ProtocolError, 'the goAway() code, not lost to close()')
+})
