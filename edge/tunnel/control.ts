@@ -6,7 +6,11 @@
 import { HopgateError } from '../../shared/errors.js'
 import type { Session } from '../../shared/yamux/index.js'
 import { ControlChannel } from '../../shared/tunnel/control-channel.js'
-import { CONTROL_VERSION, type ControlMessage } from '../../shared/tunnel/control-schema.js'
+import {
+  CONTROL_VERSION,
+  type ControlMessage,
+  type Drain,
+} from '../../shared/tunnel/control-schema.js'
 import type { RouteStore } from '../routing/store.js'
 import type { SessionTable } from './sessions.js'
 
@@ -18,6 +22,8 @@ export interface EdgeControlOptions {
   leaseTtlMs?: number
   handshakeTimeoutMs?: number
   onError?(err: unknown, runnerId: string): void
+  /** Hands out each registered session's control sender (edge/drain.ts sends `drain` with it). */
+  onControl?(session: Session, send: (msg: Omit<Drain, 'seq'>) => void): void
 }
 
 export async function edgeHandshake(
@@ -84,6 +90,7 @@ export async function edgeHandshake(
     session,
     since: Date.now(),
   })
+  opts.onControl?.(session, (msg) => channel.send(msg))
   // Fencing: the runner hears of every epoch change of a project it hosts, including a move away.
   const unsubscribe = opts.store.onChange((change) => {
     if (change.kind === 'route' && hosted.has(change.project)) {
