@@ -111,8 +111,28 @@ export class RedisEdgeRegistry implements EdgeRegistry {
     return `${this.prefix}edges`
   }
 
+  /** Waits (at most one command timeout) for a connection: no queue holds commands meanwhile. */
+  private connected(): Promise<void> {
+    if (this.redis.status === 'ready') return Promise.resolve()
+    return new Promise((resolve, reject) => {
+      const done = (err?: Error): void => {
+        clearTimeout(timer)
+        this.redis.off('ready', onReady)
+        if (err) reject(err)
+        else resolve()
+      }
+      const onReady = (): void => done()
+      const timer = setTimeout(
+        () => done(new Error(`not connected (${this.redis.status})`)),
+        this.opts.commandTimeoutMs ?? 1000,
+      )
+      this.redis.on('ready', onReady)
+    })
+  }
+
   private async run<T>(fn: () => Promise<T>): Promise<T> {
     try {
+      await this.connected()
       return await fn()
     } catch (err) {
       if (isHopgateError(err)) throw err
