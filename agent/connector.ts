@@ -42,10 +42,20 @@ export class ReverseConnector {
   private readonly loops: Array<Promise<void>> = []
   private readonly clock: Clock
   private keepProcessAlive: NodeJS.Timeout | undefined
+  private edges: string[]
 
   constructor(private readonly opts: ConnectorOptions) {
     if (opts.edges.length === 0) throw new RangeError('at least one edge address is needed')
     this.clock = opts.clock ?? systemClock
+    this.edges = [...opts.edges]
+  }
+
+  /**
+   * Replaces the edge list (discovery refreshed it). Live sessions stay where they are; each slot
+   * reads the list again on its next dial. An empty list is ignored: keep trying the old one.
+   */
+  setEdges(edges: readonly string[]): void {
+    if (edges.length > 0) this.edges = [...edges]
   }
 
   start(): void {
@@ -90,12 +100,13 @@ export class ReverseConnector {
   }
 
   private async run(slot: number): Promise<void> {
-    const { edges } = this.opts
     const backoff = new Backoff(this.opts.backoff)
     const signal = this.abort.signal
     // Slot i starts on edge i: with several edges the slots land on distinct ones.
-    let edgeIndex = slot % edges.length
+    let edgeIndex = slot % this.edges.length
     while (!signal.aborted) {
+      const edges = this.edges
+      edgeIndex %= edges.length
       const edge = edges[edgeIndex]!
       const info = { slot, edge }
       try {

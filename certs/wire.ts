@@ -9,6 +9,8 @@ import { HopgateError } from '../shared/errors.js'
 /** ALPN ids on the edge's tunnel port: enrollment, and the mTLS tunnel it precedes. */
 export const JOIN_ALPN = 'hopgate-join/1'
 export const TUNNEL_ALPN = 'hopgate-tunnel/1'
+/** ALPN of the edge-to-edge peer link (edge/cluster/), on its own port: edge CA on both sides. */
+export const PEER_ALPN = 'hopgate-peer/1'
 export const JOIN_VERSION = 1
 export const MAX_JOIN_MESSAGE_BYTES = 16 * 1024
 

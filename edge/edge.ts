@@ -2,8 +2,9 @@
 // files or Redis), the router, the session
 // table, the tunnel listener (enrollment and agent sessions), raw TCP ingress, and the watch that
 // closes a revoked runner's live sessions within one heartbeat interval, the admin API and the
-// tunnel metrics. A failed start closes whatever it had opened. HTTP and SSH join here in later
-// issues; each is one more ingress over the same opener.
+// tunnel metrics, HTTP ingress, and with `cluster` the edge registry, peer forwarding and
+// discovery (edge/cluster/). A failed start closes whatever it had opened; `drain()` is the
+// graceful SIGTERM path (edge/drain.ts). Each ingress is one more user of the same opener.
 import { systemClock } from '../shared/clock.js'
 import { loadPki } from '../certs/pki.js'
 import type { Revocations } from '../certs/revocation.js'
@@ -23,6 +24,33 @@ import { wallClock } from '../certs/state.js'
 import { edgeTunnelMetrics } from './tunnel/metrics.js'
 import { UserTokens } from './auth/user-tokens.js'
 import { startHttpIngress, type HttpIngress, type HttpLimits } from './http/ingress.js'
+import { HopgateError, isHopgateError } from '../shared/errors.js'
+import type { EdgeRegistry } from './cluster/registry.js'
+import { ClusterMember } from './cluster/member.js'
+import { PeerLinks } from './cluster/peer-link.js'
+import { startPeerListener, type PeerListener } from './cluster/peer-listener.js'
+import { Forwarder } from './cluster/forwarder.js'
+import { startDiscovery, type DiscoveryServer } from './cluster/discovery.js'
+import { drainEdge, type DrainConfig, type DrainReport } from './drain.js'
+
+/** Many edges (edge/cluster/): registry membership, the peer link, forwarding, discovery. */
+export interface ClusterOptions {
+  registry: EdgeRegistry
+  /** Peer link listener (edge-to-edge, mTLS with the edge CA). @default 127.0.0.1:7445 */
+  peerHost?: string
+  peerPort?: number
+  /** host:port agents dial, as registered. @default the tunnel listener's bound address */
+  tunnelAdvertise?: string
+  /** host:port other edges dial for the peer link. @default the peer listener's bound address */
+  peerAdvertise?: string
+  /** This edge's registry lease, in ms. @default 15000 */
+  leaseTtlMs?: number
+  /** Live-edge list and runner edge-list refresh, in ms. @default 1000 */
+  refreshIntervalMs?: number
+  /** Discovery endpoint for agents (GET /v1/edges); started only when the port is given. */
+  discoveryHost?: string
+  discoveryPort?: number
+}
 
 export interface EdgeOptions {
   stateDir: string
@@ -35,6 +63,14 @@ export interface EdgeOptions {
   storeKeyPrefix?: string
   /** Redis command timeout and route cache tuning (edge/stores.ts has the defaults). */
   storeTuning?: Pick<OpenStoresOptions, 'commandTimeoutMs' | 'cache'>
+  /**
+   * A route store instance shared with other edges in this process (tests, benches); it replaces
+   * the chosen store's routes and the edge does not close it.
+   */
+  routeStore?: RouteStore
+  cluster?: ClusterOptions
+  /** Graceful drain timing (edge/drain.ts). */
+  drain?: DrainConfig
   /** Tunnel listener address. @default 127.0.0.1:7443 */
   tunnelHost?: string
   tunnelPort?: number
@@ -79,9 +115,20 @@ export interface Edge {
   metrics: Metrics
   admin?: Pick<AdminServer, 'address'>
   /** Sends drain advice to a runner's sessions (or every session); returns how many were told. */
-  drain(advice: DrainAdvice, runnerId?: string): number
+  adviseDrain(advice: DrainAdvice, runnerId?: string): number
   /** Present when started with `http`. */
   http?: HttpIngress
+  cluster?: {
+    member: ClusterMember
+    forwarder: Forwarder
+    links: PeerLinks
+    peer: PeerListener
+    discovery?: Pick<DiscoveryServer, 'address'>
+  }
+  /** True once a drain started: /readyz answers 503. */
+  readonly draining: boolean
+  /** Graceful drain (SIGTERM), then close. */
+  drain(): Promise<DrainReport>
   close(): Promise<void>
 }
 
@@ -108,7 +155,8 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     ...opts.storeTuning,
   })
   opened.push(() => stores.close())
-  const { routes: store, tokens, revocation, access } = stores
+  const { tokens, revocation, access } = stores
+  const store: RouteStore = opts.routeStore ?? stores.routes
   const metrics = opts.metrics ?? noopMetrics
   const router = new Router({ store, clock: systemClock })
   const sessions = new SessionTable()
@@ -135,10 +183,21 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
   }
   // In-cluster runners: dialed when no reverse session is there (and reverse ones need no dial).
   const direct = new DirectDialer({ pki, store, revocation, control })
+  let forwarder: Forwarder | undefined
   const opener = new StreamOpener({
     router,
     sessions,
-    connect: (runnerId) => direct.connect(runnerId),
+    // With peers, a runner without a direct address (or whose dial failed) is forwarded to.
+    connect: (runnerId) =>
+      direct.connect(runnerId).catch((err: unknown) => {
+        if (!(forwarder && isHopgateError(err, 'HOPGATE_ERR_RUNNER_UNAVAILABLE'))) throw err
+      }),
+    forward: (req) => {
+      if (!forwarder) {
+        throw new HopgateError('HOPGATE_ERR_RUNNER_UNAVAILABLE', `no session to ${req.runner}`)
+      }
+      return forwarder.forward(req)
+    },
   })
   const tunnel = await guard(
     startTunnelListener({
@@ -160,13 +219,66 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       for (const e of sessions.sessions(runnerId)) e.session.close()
     await tunnel.close()
   })
+  let cluster: Edge['cluster']
+  if (opts.cluster) {
+    const c = opts.cluster
+    const peer = await guard(
+      startPeerListener({
+        host: c.peerHost ?? '127.0.0.1',
+        port: c.peerPort ?? 7445,
+        pki,
+        sessions,
+        onEvent: event,
+      }),
+    )
+    opened.push(() => peer.close())
+    const hostPort = (a: { address: string; port: number }): string =>
+      a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`
+    const member = new ClusterMember({
+      registry: c.registry,
+      store,
+      sessions,
+      self: {
+        edgeId: pki.edgeId,
+        tunnelAddress: c.tunnelAdvertise ?? hostPort(tunnel.address),
+        peerAddress: c.peerAdvertise ?? hostPort(peer.address),
+      },
+      ...(c.leaseTtlMs !== undefined && { leaseTtlMs: c.leaseTtlMs }),
+      ...(c.refreshIntervalMs !== undefined && { refreshIntervalMs: c.refreshIntervalMs }),
+      onError: (err, what) => event('cluster-error', { what, err }),
+    })
+    await guard(member.start())
+    opened.push(() => member.stop())
+    const links = new PeerLinks({ pki })
+    opened.push(async () => links.close())
+    forwarder = new Forwarder({ store, member, links, onEvent: event })
+    let discovery: DiscoveryServer | undefined
+    if (c.discoveryPort !== undefined) {
+      const d = await guard(
+        startDiscovery({
+          host: c.discoveryHost ?? '127.0.0.1',
+          port: c.discoveryPort,
+          edges: () => member.edges(),
+        }),
+      )
+      opened.push(() => d.close())
+      discovery = d
+    }
+    cluster = { member, forwarder, links, peer, ...(discovery && { discovery }) }
+  }
   const tcp: TcpIngress[] = []
+  let userConnections = 0
   for (const mapping of opts.tcp ?? []) {
     const ingress = await guard(
       startTcpIngress(mapping, opener, (err) =>
         event('tcp-refused', { err, project: mapping.project }),
       ),
     )
+    // Counted for the drain: it waits for these to finish.
+    ingress.server.on('connection', (socket) => {
+      userConnections++
+      socket.once('close', () => userConnections--)
+    })
     tcp.push(ingress)
     opened.push(() => ingress.close())
   }
@@ -212,8 +324,14 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       }),
     )
     opened.push(() => started.close())
+    // HTTP connections count for the drain too (keep-alive ones close at their idle timeout).
+    started.server.on('connection', (socket) => {
+      userConnections++
+      socket.once('close', () => userConnections--)
+    })
     http = started
   }
+  let draining = false
   let admin: AdminServer | undefined
   if (opts.adminPort !== undefined) {
     admin = await guard(
@@ -225,12 +343,62 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
         sessions,
         revocation,
         access,
-        ready: () => tunnel.server.listening,
+        ready: () => !draining && tunnel.server.listening,
         onRevoke: (runnerId, closed) => event('runner-revoked', { runnerId, sessions: closed }),
         ...(opts.renderMetrics ? { metrics: opts.renderMetrics } : {}),
       }),
     )
   }
+  const adviseDrain = (advice: DrainAdvice, runnerId?: string): number => {
+    const n = sessions.drain(advice, runnerId)
+    counted.drained(n)
+    return n
+  }
+  let closing: Promise<void> | undefined
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      clearInterval(watch)
+      offRevoked()
+      await cluster?.member.stop()
+      await admin?.close()
+      await http?.close()
+      await Promise.all(tcp.map((t) => t.close()))
+      cluster?.links.close()
+      await cluster?.peer.close()
+      opened.length = 0
+      for (const runnerId of sessions.runners())
+        for (const e of sessions.sessions(runnerId)) e.session.close()
+      await tunnel.close()
+      await stores.close()
+    })())
+  let drained: Promise<DrainReport> | undefined
+  const drain = (): Promise<DrainReport> =>
+    (drained ??= drainEdge(
+      {
+        setNotReady: () => {
+          draining = true
+        },
+        stopTunnel: () => {
+          tunnel.server.close()
+        },
+        markDraining: async () => cluster?.member.setDraining(),
+        adviseAgents: () => {
+          const alternatives = (cluster?.member.peers() ?? [])
+            .filter((e) => !e.draining)
+            .map((e) => e.tunnelAddress)
+            .slice(0, 16)
+          return adviseDrain({ reason: 'edge shutting down', alternatives })
+        },
+        stopIngress: () => {
+          for (const t of tcp) t.server.close()
+          http?.server.close()
+        },
+        inflight: () => userConnections + (cluster?.peer.inflight ?? 0),
+        close,
+      },
+      opts.drain,
+      { onEvent: event },
+    ))
   return {
     edgeId: pki.edgeId,
     tunnel,
@@ -244,22 +412,13 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     access,
     metrics,
     ...(admin ? { admin: { address: admin.address } } : {}),
-    drain: (advice, runnerId) => {
-      const n = sessions.drain(advice, runnerId)
-      counted.drained(n)
-      return n
-    },
+    adviseDrain,
     ...(http ? { http } : {}),
-    close: async () => {
-      clearInterval(watch)
-      offRevoked()
-      await admin?.close()
-      await http?.close()
-      await Promise.all(tcp.map((t) => t.close()))
-      for (const runnerId of sessions.runners())
-        for (const e of sessions.sessions(runnerId)) e.session.close()
-      await tunnel.close()
-      await stores.close()
+    ...(cluster && { cluster }),
+    get draining() {
+      return draining
     },
+    drain,
+    close,
   }
 }

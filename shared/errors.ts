@@ -363,6 +363,27 @@ export const ERROR_CATALOG = {
     message: 'the shared store is unreachable and nothing cached can answer',
     httpStatus: 503,
   },
+  HOPGATE_ERR_REGISTRY_INVALID: {
+    message: 'edge registration has an invalid id, address or lease',
+    exitCode: 78,
+  },
+  HOPGATE_ERR_PEER_UNAVAILABLE: {
+    message: 'no edge holding a session to the runner could take the forwarded stream',
+    httpStatus: 503,
+  },
+  HOPGATE_ERR_PEER_REFUSED: {
+    message: 'the peer edge refused the forwarded stream (no session there, or hop limit)',
+  },
+  HOPGATE_ERR_PEER_BAD_PREAMBLE: {
+    message: 'forwarded-stream preamble is malformed or of an unknown version',
+  },
+  HOPGATE_ERR_EDGE_DRAINING: {
+    message: 'the edge is draining and takes no new connections',
+    httpStatus: 503,
+  },
+  HOPGATE_ERR_DISCOVERY_FAILED: {
+    message: 'the discovery URL could not be read or listed no edge',
+  },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorCode = keyof typeof ERROR_CATALOG

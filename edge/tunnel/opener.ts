@@ -37,6 +37,11 @@ export interface OpenerOptions {
   statusTimeoutMs?: number
   /** Called when a runner has no live session here (the direct connector dials it). */
   connect?: (runnerId: string) => Promise<void>
+  /**
+   * Still no session after `connect`: open through another edge (edge/cluster/forwarder.ts). It
+   * writes `header` as given and resolves with the stream after an ok status, or throws typed.
+   */
+  forward?: (req: { runner: string; header: Buffer; signal?: AbortSignal }) => Promise<YamuxStream>
 }
 
 // Trace ids come from a pooled random buffer: one randomFillSync per 512 opens, not one each.
@@ -74,22 +79,30 @@ export class StreamOpener {
       await this.opts.connect(route.runner)
       entry = this.opts.sessions.pick(route.runner)
     }
+    const header = encodeOpenHeader({
+      project: req.project,
+      service: req.service,
+      port: req.port ?? 0,
+      routeEpoch: route.epoch,
+      clientAddress: req.clientAddress,
+      traceId,
+    })
+    if (!entry && this.opts.forward) {
+      const { signal } = req
+      const stream = await this.opts.forward({
+        runner: route.runner,
+        header,
+        ...(signal && { signal }),
+      })
+      return { stream, runner: route.runner, epoch: route.epoch, traceId }
+    }
     if (!entry) {
       throw new HopgateError('HOPGATE_ERR_RUNNER_UNAVAILABLE', `no live session to ${route.runner}`)
     }
     const stream = await entry.session.open(req.signal ? { signal: req.signal } : {})
     // Module-level, not a closure: an idle stream must not keep this call's state alive.
     stream.on('error', ignore)
-    stream.write(
-      encodeOpenHeader({
-        project: req.project,
-        service: req.service,
-        port: req.port ?? 0,
-        routeEpoch: route.epoch,
-        clientAddress: req.clientAddress,
-        traceId,
-      }),
-    )
+    stream.write(header)
     await this.awaitStatus(stream, req.signal)
     return { stream, runner: route.runner, epoch: route.epoch, traceId }
   }

@@ -32,7 +32,7 @@ t.test('drain on the only edge: replacement first, in-flight stream survives', a
   tt.equal(await inflight.roundTrip('before drain'), 'before drain', 'stream up')
   tt.equal(old.session.streamCount, 2, 'control + the in-flight stream on the old session')
 
-  tt.equal(e.edge.drain({ reason: 'edge shutting down' }, 'runner-d'), 1, 'one session advised')
+  tt.equal(e.edge.adviseDrain({ reason: 'edge shutting down' }, 'runner-d'), 1, 'one session advised')
   await until(() => e.edge.sessions.pick('runner-d') !== old, 'replacement registered')
   const replacement = e.edge.sessions.pick('runner-d')!
   tt.not(replacement.session, old.session, 'a new session')
@@ -74,7 +74,7 @@ t.test('drain with two edges: the slot moves to the other edge', async (tt) => {
   await until(() => a.edge.sessions.pick('runner-m') !== undefined, 'session to edge A')
   tt.equal(b.edge.sessions.sessions('runner-m').length, 0, 'none to edge B yet (one slot)')
   const old = a.edge.sessions.pick('runner-m')!
-  a.edge.drain({ reason: 'maintenance' })
+  a.edge.adviseDrain({ reason: 'maintenance' })
   await until(() => b.edge.sessions.pick('runner-m') !== undefined, 'session to edge B')
   await until(() => old.session.closed, 'idle old session retired')
   tt.equal(a.edge.sessions.sessions('runner-m').length, 0, 'edge A has let it go')

@@ -32,6 +32,17 @@ import {
 export const agentConfigSchema = z.looseObject({
   stateDir: z.string().min(1).default('/var/lib/hopgate/agent').describe('agent state directory'),
   edges: z.array(z.string()).default([]).describe('edge tunnel address host:port'),
+  discovery: z
+    .string()
+    .default('')
+    .describe("URL listing live edges (an edge's GET /v1/edges), merged with --edge"),
+  discoveryRefreshMs: z
+    .number()
+    .int()
+    .min(1000)
+    .max(3_600_000)
+    .default(30_000)
+    .describe('how often the discovery URL is read again, in ms'),
   slots: z.number().int().min(0).max(16).default(2).describe('sessions kept to the edges'),
   listen: z
     .string()
@@ -70,7 +81,12 @@ export function agentConfigProblems(config: z.output<typeof agentConfigSchema>):
   if (!parsed.success) {
     for (const i of parsed.error.issues) problems.push(`projects.${i.path.join('.')}: ${i.message}`)
   }
-  if (config.edges.length === 0) problems.push('edges: no edge: give --edge host:port or edges:')
+  if (config.edges.length === 0 && !config.discovery) {
+    problems.push('edges: no edge: give --edge host:port, edges: or --discovery <url>')
+  }
+  if (config.discovery && !/^https?:\/\//.test(config.discovery)) {
+    problems.push(`discovery: want an http(s) URL, got ${JSON.stringify(config.discovery)}`)
+  }
   const addr = (value: string, what: string, allowZero: boolean): void => {
     try {
       parseHostPort(value, what, allowZero)
@@ -90,6 +106,32 @@ function checkAgentConfig(config: z.output<typeof agentConfigSchema>) {
   // Checked above for a config-error exit; the registry parses the input form itself.
   const projects = (config.projects ?? {}) as Record<string, ProjectTargetsInput>
   return { ...config, projects }
+}
+
+const discoverySchema = z.object({
+  edges: z.array(z.object({ tunnelAddress: z.string().max(300) }).loose()).max(256),
+})
+
+/**
+ * The tunnel addresses a discovery URL lists (edge/cluster/discovery.ts serves them). Trust is
+ * not taken from it: every edge dialed must still present a cert from the pinned edge CA.
+ */
+export async function discoverEdges(url: string, timeoutMs = 3000): Promise<string[]> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) })
+    if (!res.ok) throw new Error(`HTTP ${res.status}`)
+    const body = discoverySchema.parse(await res.json())
+    const out = body.edges.map((e) => e.tunnelAddress)
+    for (const a of out) parseHostPort(a, 'discovered edge')
+    return out
+  } catch (err) {
+    throw new HopgateError('HOPGATE_ERR_DISCOVERY_FAILED', url, { cause: err })
+  }
+}
+
+/** Configured edges first (their order picks the slots' first edges), then discovered ones. */
+function mergeEdges(configured: readonly string[], discovered: readonly string[]): string[] {
+  return [...new Set([...configured, ...discovered])]
 }
 
 /** What the hello and heartbeats report; statfs is a cheap syscall, so it is read each time. */
@@ -141,7 +183,21 @@ export function registerAgent(program: Command): void {
     const log = createLogger({ bindings: { cmd: 'agent' } })
     const signals = firstSignal(log)
     const metrics = new PromMetrics({ defaultMetrics: true })
+    let refresh: NodeJS.Timeout | undefined
     try {
+      let edges = config.edges
+      if (config.discovery) {
+        try {
+          edges = mergeEdges(config.edges, await discoverEdges(config.discovery))
+        } catch (err) {
+          // Configured edges still work without discovery; nothing at all does not.
+          if (config.edges.length === 0) throw err
+          log.warn({ event: 'discovery-failed', err }, 'discovery-failed')
+        }
+        if (edges.length === 0) {
+          throw new HopgateError('HOPGATE_ERR_DISCOVERY_FAILED', `${config.discovery}: no edge`)
+        }
+      }
       const a = await startAgent({
         metrics,
         renderMetrics: () => metrics.render(),
@@ -149,7 +205,7 @@ export function registerAgent(program: Command): void {
           ? { health: parseHostPort(config.adminListen, 'adminListen', true) }
           : {}),
         stateDir: config.stateDir,
-        edges: config.edges,
+        edges,
         slots: config.slots,
         ...(config.listen ? { listen: parseHostPort(config.listen, '--listen', true) } : {}),
         ...(config.advertise ? { advertise: config.advertise } : {}),
@@ -160,10 +216,19 @@ export function registerAgent(program: Command): void {
           else log.warn({ event, ...detail }, event)
         },
       })
+      if (config.discovery) {
+        refresh = setInterval(() => {
+          discoverEdges(config.discovery).then(
+            (found) => a.connector?.setEdges(mergeEdges(config.edges, found)),
+            (err: unknown) => log.warn({ event: 'discovery-failed', err }, 'discovery-failed'),
+          )
+        }, config.discoveryRefreshMs)
+        refresh.unref()
+      }
       const ready = {
         event: 'ready',
         runnerId: a.runnerId,
-        edges: config.edges,
+        edges,
         direct: a.direct ? `${config.listen.replace(/:\d+$/, '')}:${a.direct.address.port}` : null,
         projects: Object.keys(config.projects),
         admin: a.health ? formatHostPort(a.health.address) : null,
@@ -176,6 +241,7 @@ export function registerAgent(program: Command): void {
       await a.close()
       log.info('stopped')
     } finally {
+      clearInterval(refresh)
       signals.dispose()
     }
   })

@@ -1,12 +1,16 @@
 // `hopgate edge`: runs one edge (edge/edge.ts) until SIGINT/SIGTERM. Its options are one zod
 // schema, so each is a YAML key, a HOPGATE_* env var and a flag (shared/config.ts); `--tcp` is
 // repeatable. Logs are pino JSON on stderr; `--json` prints one ready line on stdout with the
-// real addresses (port 0 picks free ports, which tests rely on).
+// real addresses (port 0 picks free ports, which tests rely on). With `cluster.registry` set
+// (a redis:// URL) the edge joins its peers (edge/cluster/); SIGTERM drains it gracefully
+// (edge/drain.ts), SIGINT closes at once.
 import type { Command } from 'commander'
 import { z } from 'zod'
 import { readFile } from 'node:fs/promises'
 import { startEdge, type EdgeOptions } from '../../../edge/edge.js'
 import { assertBasePath } from '../../../edge/http/target.js'
+import { RedisEdgeRegistry } from '../../../edge/cluster/redis-registry.js'
+import { systemClock } from '../../clock.js'
 import { HopgateError } from '../../errors.js'
 import { parseTcpMapping } from '../../../edge/ingress/tcp.js'
 import { parseStoreChoice } from '../../../edge/stores.js'
@@ -61,6 +65,60 @@ export const edgeConfigSchema = z
       .describe('raw TCP ingress <listen host:port>=<project>:<port>'),
     heartbeatIntervalMs: z.number().int().min(50).max(600_000).default(5000),
     leaseTtlMs: z.number().int().min(100).max(3_600_000).optional(),
+    cluster: z
+      .object({
+        registry: z
+          .string()
+          .default('')
+          .describe('edge registry, redis://host:port/db (empty: a single edge, no peers)'),
+        peerListen: z
+          .string()
+          .default('0.0.0.0:7445')
+          .describe('edge-to-edge peer link listener host:port'),
+        tunnelAdvertise: z
+          .string()
+          .default('')
+          .describe('tunnel host:port agents dial, as registered (default: tunnel.listen)'),
+        peerAdvertise: z
+          .string()
+          .default('')
+          .describe('peer host:port other edges dial, as registered (default: peerListen)'),
+        discoveryListen: z
+          .string()
+          .default('')
+          .describe('agent discovery endpoint host:port, GET /v1/edges (empty: off)'),
+        leaseTtlMs: z.number().int().min(500).max(600_000).default(15_000),
+        refreshIntervalMs: z.number().int().min(50).max(60_000).default(1000),
+      })
+      .strict()
+      .default({
+        registry: '',
+        peerListen: '0.0.0.0:7445',
+        tunnelAdvertise: '',
+        peerAdvertise: '',
+        discoveryListen: '',
+        leaseTtlMs: 15_000,
+        refreshIntervalMs: 1000,
+      }),
+    drain: z
+      .object({
+        gracePeriodMs: z
+          .number()
+          .int()
+          .min(0)
+          .max(3_600_000)
+          .default(30_000)
+          .describe('SIGTERM: in-flight streams get this long before the edge closes'),
+        lameDuckMs: z
+          .number()
+          .int()
+          .min(0)
+          .max(600_000)
+          .default(2000)
+          .describe('SIGTERM: user ingress keeps accepting this long after /readyz turns 503'),
+      })
+      .strict()
+      .default({ gracePeriodMs: 30_000, lameDuckMs: 2000 }),
   })
   .strict()
 
@@ -82,6 +140,26 @@ export function registerEdge(program: Command): void {
     const tcp = config.tcp.map(parseTcpMapping)
     const http = await httpOption(config.http)
     parseStoreChoice(config.store)
+    const c = config.cluster
+    const peer = c.registry ? parseHostPort(c.peerListen, 'cluster.peerListen', true) : undefined
+    const discovery = c.discoveryListen
+      ? parseHostPort(c.discoveryListen, 'cluster.discoveryListen', true)
+      : undefined
+    for (const [v, what] of [
+      [c.tunnelAdvertise, 'cluster.tunnelAdvertise'],
+      [c.peerAdvertise, 'cluster.peerAdvertise'],
+    ] as const) {
+      if (v) parseHostPort(v, what)
+    }
+    if (c.registry && !/^rediss?:\/\//.test(c.registry)) {
+      throw new HopgateError('HOPGATE_ERR_CONFIG_INVALID', 'cluster.registry wants redis://...')
+    }
+    if (discovery && !c.registry) {
+      throw new HopgateError('HOPGATE_ERR_CONFIG_INVALID', 'discovery needs cluster.registry')
+    }
+    const registry = c.registry
+      ? new RedisEdgeRegistry({ redis: c.registry, clock: systemClock })
+      : undefined
     const log = createLogger({ bindings: { cmd: 'edge' } })
     const signals = firstSignal(log)
     const metrics = new PromMetrics({ defaultMetrics: true })
@@ -100,6 +178,23 @@ export function registerEdge(program: Command): void {
         ...(http ? { http } : {}),
         heartbeatIntervalMs: config.heartbeatIntervalMs,
         ...(config.leaseTtlMs !== undefined ? { leaseTtlMs: config.leaseTtlMs } : {}),
+        ...(registry &&
+          peer && {
+            cluster: {
+              registry,
+              peerHost: peer.host,
+              peerPort: peer.port,
+              ...(c.tunnelAdvertise && { tunnelAdvertise: c.tunnelAdvertise }),
+              ...(c.peerAdvertise && { peerAdvertise: c.peerAdvertise }),
+              leaseTtlMs: c.leaseTtlMs,
+              refreshIntervalMs: c.refreshIntervalMs,
+              ...(discovery && { discoveryHost: discovery.host, discoveryPort: discovery.port }),
+            },
+          }),
+        drain: {
+          gracePeriodMs: config.drain.gracePeriodMs,
+          lameDuckMs: config.drain.lameDuckMs,
+        },
         onEvent: (event, detail) => {
           const quiet = event === 'session' || event === 'runner-revoked'
           if (quiet) log.info({ event, ...detail }, event)
@@ -114,14 +209,23 @@ export function registerEdge(program: Command): void {
         tcp: edge.tcp.map((t) => formatHostPort(t.address)),
         http: edge.http ? formatHostPort(edge.http.address) : null,
         store: edge.stores.choice.kind,
+        peer: edge.cluster ? formatHostPort(edge.cluster.peer.address) : null,
+        discovery: edge.cluster?.discovery ? formatHostPort(edge.cluster.discovery.address) : null,
       }
       log.info(ready, 'edge ready')
       if (opts.json) printJson(ready)
       const sig = await signals.signal
-      log.info({ signal: sig }, 'stopping')
-      await edge.close()
+      if (sig === 'SIGTERM') {
+        log.info({ signal: sig }, 'draining')
+        const report = await edge.drain()
+        log.info({ event: 'drained', ...report }, 'drained')
+      } else {
+        log.info({ signal: sig }, 'stopping')
+        await edge.close()
+      }
       log.info('stopped')
     } finally {
+      await registry?.close()
       signals.dispose()
     }
   })

@@ -1,0 +1,56 @@
+// Discovery for agents (`hopgate agent run --discovery <url>`): a read-only HTTP endpoint,
+// `GET /v1/edges`, listing the tunnel addresses of the live, non-draining edges from this edge's
+// cached registry view. It serves nothing secret and decides no trust: an agent still verifies
+// every edge it dials against the edge CA, so a forged list can only cost it a failed dial.
+import http from 'node:http'
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
+import type { EdgeRecord } from './registry.js'
+
+export interface DiscoveryServer {
+  address: AddressInfo
+  close(): Promise<void>
+}
+
+export interface DiscoveryBody {
+  edges: Array<{ edgeId: string; tunnelAddress: string }>
+}
+
+export function discoveryBody(edges: readonly EdgeRecord[]): DiscoveryBody {
+  return {
+    edges: edges
+      .filter((e) => !e.draining)
+      .map((e) => ({ edgeId: e.edgeId, tunnelAddress: e.tunnelAddress })),
+  }
+}
+
+export async function startDiscovery(opts: {
+  host: string
+  port: number
+  edges: () => readonly EdgeRecord[]
+}): Promise<DiscoveryServer> {
+  const server = http.createServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://discovery').pathname
+    const ok = req.method === 'GET' && path === '/v1/edges'
+    const text = ok
+      ? JSON.stringify(discoveryBody(opts.edges())) + '\n'
+      : JSON.stringify({ error: { code: 'HOPGATE_ERR_ADMIN_NOT_FOUND', message: path } }) + '\n'
+    res.writeHead(ok ? 200 : 404, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(text),
+      'cache-control': 'no-store',
+    })
+    res.end(text)
+  })
+  server.keepAliveTimeout = 1000
+  server.listen(opts.port, opts.host)
+  await once(server, 'listening')
+  return {
+    address: server.address() as AddressInfo,
+    close: async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
+      server.closeAllConnections()
+      await closed
+    },
+  }
+}

@@ -1,0 +1,127 @@
+// The dialing end of the peer link: at most one mutual-TLS yamux session from this edge to each
+// other edge, dialed on first use and shared by every forwarded stream to it (concurrent first
+// uses share one dial). The edge's client cert (edge CA) authenticates us; the peer's server cert
+// must chain to the same edge CA with server-auth usage. A link that closes is dropped and
+// redialed on next use. Which edge to use is forwarder.ts's decision.
+import tls from 'node:tls'
+import { X509Certificate } from 'node:crypto'
+import { HopgateError } from '../../shared/errors.js'
+import { Session, type YamuxConfig } from '../../shared/yamux/index.js'
+import { EKU_SERVER_AUTH, assertIssuedBy, assertLeafUsage } from '../../certs/identity.js'
+import { PEER_ALPN } from '../../certs/wire.js'
+import type { Pki } from '../../certs/pki.js'
+
+export interface PeerLinksOptions {
+  pki: Pki
+  yamux?: Partial<YamuxConfig>
+  /** TCP and TLS handshake deadline, in ms. @default 2000 */
+  connectTimeoutMs?: number
+}
+
+export class PeerLinks {
+  private readonly links = new Map<string, Session>()
+  private readonly dialing = new Map<string, Promise<Session>>()
+  private readonly edgeCa: X509Certificate
+  private closed = false
+
+  constructor(private readonly opts: PeerLinksOptions) {
+    this.edgeCa = new X509Certificate(opts.pki.edgeCa.certPem)
+  }
+
+  /** A live session to the edge at `address` (keyed by id and address: a moved edge redials). */
+  get(edgeId: string, address: string): Promise<Session> {
+    if (this.closed)
+      return Promise.reject(new HopgateError('HOPGATE_ERR_PEER_UNAVAILABLE', 'closed'))
+    const key = `${edgeId}@${address}`
+    const live = this.links.get(key)
+    if (live && !live.closed && live.remoteGoAway === undefined) return Promise.resolve(live)
+    let p = this.dialing.get(key)
+    if (!p) {
+      p = this.dial(address).then(
+        (session) => {
+          this.dialing.delete(key)
+          if (this.closed) {
+            session.close()
+            throw new HopgateError('HOPGATE_ERR_PEER_UNAVAILABLE', 'closed')
+          }
+          this.links.set(key, session)
+          session.once('close', () => {
+            if (this.links.get(key) === session) this.links.delete(key)
+          })
+          return session
+        },
+        (err: unknown) => {
+          this.dialing.delete(key)
+          throw err
+        },
+      )
+      this.dialing.set(key, p)
+    }
+    return p
+  }
+
+  /** Live links, for metrics and tests. */
+  get size(): number {
+    return this.links.size
+  }
+
+  close(): void {
+    this.closed = true
+    for (const s of this.links.values()) s.close()
+    this.links.clear()
+  }
+
+  private dial(address: string): Promise<Session> {
+    const m = /^(.*):(\d+)$/.exec(address)
+    const host = (m?.[1] ?? '').replace(/^\[|\]$/g, '')
+    return new Promise((resolve, reject) => {
+      const socket = tls.connect({
+        host,
+        port: Number(m?.[2]),
+        key: this.opts.pki.edgeClient.keyPem,
+        cert: this.opts.pki.edgeClient.chainPem,
+        ca: this.opts.pki.edgeCa.certPem,
+        minVersion: 'TLSv1.3',
+        ALPNProtocols: [PEER_ALPN],
+        // Trust is "issued by our edge CA for server auth", checked below, not a host name: edges
+        // dial each other by registry address, which the server cert need not name.
+        checkServerIdentity: () => undefined,
+      })
+      const fail = (err: unknown): void => {
+        clearTimeout(timer)
+        socket.destroy()
+        reject(
+          new HopgateError('HOPGATE_ERR_PEER_UNAVAILABLE', `peer link to ${address}`, {
+            cause: err,
+          }),
+        )
+      }
+      const timer = setTimeout(
+        () => fail(new Error('connect timed out')),
+        this.opts.connectTimeoutMs ?? 2000,
+      )
+      socket.once('error', fail)
+      socket.once('secureConnect', () => {
+        clearTimeout(timer)
+        try {
+          const cert = socket.getPeerX509Certificate()
+          if (!cert || !socket.authorized) throw new Error(String(socket.authorizationError))
+          assertIssuedBy(cert, this.edgeCa)
+          assertLeafUsage(cert, EKU_SERVER_AUTH)
+          if (socket.alpnProtocol !== PEER_ALPN) throw new Error('peer did not select ALPN')
+        } catch (err) {
+          return fail(err)
+        }
+        socket.off('error', fail)
+        socket.on('error', () => {})
+        socket.setNoDelay(true)
+        resolve(
+          new Session(socket, {
+            role: 'client',
+            ...(this.opts.yamux ? { config: this.opts.yamux } : {}),
+          }),
+        )
+      })
+    })
+  }
+}
