@@ -355,22 +355,9 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     return n
   }
   let closing: Promise<void> | undefined
-  const close = (): Promise<void> =>
-    (closing ??= (async () => {
-      clearInterval(watch)
-      offRevoked()
-      await cluster?.member.stop()
-      await admin?.close()
-      await http?.close()
-      await Promise.all(tcp.map((t) => t.close()))
-      cluster?.links.close()
-      await cluster?.peer.close()
-      opened.length = 0
-      for (const runnerId of sessions.runners())
-        for (const e of sessions.sessions(runnerId)) e.session.close()
-      await tunnel.close()
-      await stores.close()
-    })())
+  // Everything is closed newest first, the same list a failed start unwinds: ingress and admin
+  // before the tunnel (no new user streams), the stores last.
+  const close = (): Promise<void> => (closing ??= closeOpened())
   let drained: Promise<DrainReport> | undefined
   const drain = (): Promise<DrainReport> =>
     (drained ??= drainEdge(
