@@ -17,6 +17,8 @@ import { startAdmin, type AdminServer } from './admin.js'
 import type { AccessStore } from './auth/access-store.js'
 import { EmbeddedAccessStore } from './auth/embedded-access.js'
 import { noopMetrics, type Metrics } from '../shared/metrics.js'
+import { startSshIngress, type SshIngress, type SshIngressOptions } from './ssh/server.js'
+import { loadEdgeKey } from './ssh/host-key.js'
 
 export interface EdgeOptions {
   stateDir: string
@@ -34,7 +36,15 @@ export interface EdgeOptions {
   onEvent?: (event: string, detail: Record<string, unknown>) => void
   /** Where counters go; the CLI passes a PromMetrics served at /metrics. @default noopMetrics */
   metrics?: Metrics
+  /** SSH ingress (edge/ssh/, issue 5); started only when given. Keys live in <stateDir>/ssh/. */
+  ssh?: EdgeSshOptions
 }
+
+/** SSH ingress options; host and port default to 127.0.0.1:2222 (port 0 picks one). */
+export type EdgeSshOptions = Omit<
+  SshIngressOptions,
+  'hostKey' | 'upstreamKey' | 'opener' | 'access' | 'metrics' | 'onEvent'
+>
 
 export interface Edge {
   edgeId: string
@@ -49,6 +59,7 @@ export interface Edge {
   access: AccessStore
   metrics: Metrics
   admin?: Pick<AdminServer, 'address'>
+  ssh?: SshIngress
   close(): Promise<void>
 }
 
@@ -110,6 +121,18 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     )
   }, heartbeatIntervalMs)
   watch.unref()
+  let ssh: SshIngress | undefined
+  if (opts.ssh) {
+    ssh = await startSshIngress({
+      ...opts.ssh,
+      hostKey: (await loadEdgeKey(opts.stateDir, 'host_ed25519')).privateKey,
+      upstreamKey: (await loadEdgeKey(opts.stateDir, 'upstream_ed25519')).privateKey,
+      opener,
+      access,
+      metrics,
+      onEvent: event,
+    })
+  }
   let admin: AdminServer | undefined
   if (opts.adminPort !== undefined) {
     admin = await startAdmin({
@@ -120,6 +143,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
       sessions,
       revocation,
       ready: () => tunnel.server.listening,
+      access,
       onRevoke: (runnerId, closed) => event('runner-revoked', { runnerId, sessions: closed }),
     })
   }
@@ -135,8 +159,10 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     access,
     metrics,
     ...(admin ? { admin: { address: admin.address } } : {}),
+    ...(ssh ? { ssh } : {}),
     close: async () => {
       clearInterval(watch)
+      await ssh?.close()
       await admin?.close()
       await Promise.all(tcp.map((t) => t.close()))
       for (const runnerId of sessions.runners())
