@@ -20,8 +20,8 @@ export interface EdgeSshKey {
   fingerprint: string
 }
 
-/** Reads an OpenSSH ed25519 private key written by openSshPrivateKey (unencrypted). */
-function keyFromText(text: string): KeyObject {
+/** Reads an unencrypted OpenSSH ed25519 private key (ours or ssh-keygen's). */
+export function keyFromText(text: string): KeyObject {
   const b64 = text.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '')
   const body = Buffer.from(b64, 'base64')
   // The private section ends with seed||pub (64 bytes) after the fixed header fields; find the

@@ -66,13 +66,16 @@ export async function connectUpstream(o: UpstreamOptions): Promise<UpstreamClien
       stream.destroy()
       reject(new HopgateError('HOPGATE_ERR_SSH_UPSTREAM_FAILED', 'login', { cause: err }))
     }
+    const closedEarly = (): void => fail(new Error('closed before ready'))
     client.once('ready', () => {
       client.off('error', fail)
+      client.off('close', closedEarly)
+      // Later errors end in 'close', which the bridge handles.
       client.on('error', () => {})
       resolve(client)
     })
     client.once('error', fail)
-    client.once('close', () => fail(new Error('closed before ready')))
+    client.once('close', closedEarly)
     client.connect({
       sock: stream,
       username: o.user,
@@ -183,7 +186,7 @@ export function bridgeConnection(
 
   down.on('request', (accept, reject, name, info) => {
     const allowed = policy.allowRemoteForward && permits(policy, 'permit-port-forwarding')
-    const i = info as { bindAddr: string; bindPort: number }
+    const i = info
     if (name === 'tcpip-forward' && allowed) {
       upstream.then(
         (c) =>
@@ -246,7 +249,7 @@ function bridgeSession(
   })
   session.on('window-change', (accept, _reject, info) => {
     if (upCh) upCh.setWindow(info.rows, info.cols, info.height, info.width)
-    else pendingWindow = { ...(pty ?? { term: 'xterm', modes: {} }), ...info } as PseudoTtyInfo
+    else pendingWindow = { ...(pty ?? { term: 'xterm', modes: {} }), ...info }
     accept?.()
   })
   session.on('signal', (accept, _reject, info) => {
@@ -256,7 +259,7 @@ function bridgeSession(
   session.on('auth-agent', (_accept, reject) => reject?.())
   session.on('x11', (_accept, reject) => reject?.())
 
-  type Accept = () => ServerChannel
+  type Accept = () => ServerChannel | undefined
   const start = (
     accept: Accept,
     reject: (() => void) | undefined,
@@ -264,31 +267,39 @@ function bridgeSession(
   ): void => {
     if (started) return reject?.()
     started = true
-    upstream.then(
-      (up) => {
-        try {
-          open(up, (err, ch) => {
-            if (err || !guard(ch)) {
-              reject?.()
-              return session.end?.()
-            }
-            upCh = ch
-            if (pendingWindow)
-              ch.setWindow(
-                pendingWindow.rows,
-                pendingWindow.cols,
-                pendingWindow.height,
-                pendingWindow.width,
-              )
-            bridgeChannel(accept(), ch)
-          })
-        } catch {
-          // ssh2 throws synchronously when the upstream socket is already gone.
-          reject?.()
-        }
-      },
-      () => reject?.(),
-    )
+    // Accept now: ssh2 refuses a late accept once the client sent EOF (exec with stdin at EOF
+    // does so at once), and the EOF would be lost. An upstream failure then ends the channel
+    // with a message and exit status 255, as ssh itself reports connection failures.
+    const down = accept()
+    if (!down) return
+    down.on('error', () => {})
+    const failed = (): void => {
+      if (down.destroyed) return
+      down.stderr.write('hopgate: the project could not be reached\r\n')
+      down.exit(255)
+      down.end()
+    }
+    upstream.then((up) => {
+      try {
+        open(up, (err, ch) => {
+          if (err || !guard(ch)) return failed()
+          if (down.destroyed || !down.writable) return void ch.close()
+          upCh = ch
+          if (pendingWindow) {
+            ch.setWindow(
+              pendingWindow.rows,
+              pendingWindow.cols,
+              pendingWindow.height,
+              pendingWindow.width,
+            )
+          }
+          bridgeChannel(down, ch)
+        })
+      } catch {
+        // ssh2 throws synchronously when the upstream socket is already gone.
+        failed()
+      }
+    }, failed)
   }
   const ptyOpt = (): false | Record<string, unknown> =>
     pty
@@ -308,7 +319,7 @@ function bridgeSession(
   session.on('exec', (accept, reject, info) =>
     start(accept, reject, (up, cb) => {
       const p = ptyOpt()
-      up.exec(info.command, { env, ...(p ? { pty: p as never } : {}) }, cb)
+      up.exec(info.command, { env, ...(p ? { pty: p } : {}) }, cb)
     }),
   )
   session.on('subsystem', (accept, reject, info) =>
