@@ -11,8 +11,11 @@ export type SshUser =
 
 const DASHED = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const BARE = /^[0-9a-f]{32}$/
-// Strings a user meant as a project: these are refused, never read as an account name.
-const PROJECT_LIKE = /^(project-.*|[0-9a-f-]{20,})$/i
+// Strings a user meant as a project (the prefix, or mostly hex digits as a UUID is) are
+// refused, never read as an account name: a typo must not become a ProxyJump login.
+function projectLike(s: string): boolean {
+  return s.toLowerCase().startsWith('project-') || (s.match(/[0-9a-f]/gi) ?? []).length >= 24
+}
 
 function dash(hex: string): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`
@@ -23,7 +26,7 @@ export function parseSshUsername(username: string): SshUser {
   const rest = username.startsWith('project-') ? username.slice('project-'.length) : username
   if (DASHED.test(rest)) return { kind: 'project', project: rest }
   if (rest === username && BARE.test(rest)) return { kind: 'project', project: dash(rest) }
-  if (!PROJECT_LIKE.test(username) && isAccountId(username)) {
+  if (!projectLike(username) && isAccountId(username)) {
     return { kind: 'account', account: username }
   }
   throw new HopgateError(
