@@ -1,7 +1,9 @@
 // Pre-authentication limits for the SSH listener (ssh2 has none): at most `maxUnauthenticated`
 // connections that have not logged in, `maxUnauthenticatedPerSource` of them per source
 // address, `maxAuthTries` refused attempts per connection, a login grace deadline, and a penalty
-// box for sources that keep failing. Pure bookkeeping on an injected clock; the server applies
+// box for sources that keep failing. At the total cap a newcomer from a lighter source evicts
+// the oldest pending connection of the heaviest source, so a flood from a few addresses cannot
+// lock everyone else out (OpenSSH's MaxStartups drops at random instead). Pure bookkeeping on an injected clock; the server applies
 // the verdicts (refuse at accept, disconnect) and owns the sockets.
 import type { Clock, TimerHandle } from '../../shared/clock.js'
 import { HopgateError, type ErrorCode } from '../../shared/errors.js'
@@ -45,6 +47,12 @@ export interface PreAuthTicket {
   close(): void
 }
 
+interface PendingEntry {
+  source: string
+  released: boolean
+  expel(code: ErrorCode): void
+}
+
 interface SourceRecord {
   failures: number[]
   penaltyUntil: number
@@ -55,6 +63,7 @@ export class PreAuthLimiter {
   private unauthenticated = 0
   private readonly perSource = new Map<string, number>()
   private readonly sources = new Map<string, SourceRecord>()
+  private readonly pendingList = new Set<PendingEntry>()
 
   constructor(
     private readonly clock: Clock,
@@ -69,25 +78,31 @@ export class PreAuthLimiter {
 
   /**
    * Admits a new connection from `source`, or throws the refusal (HOPGATE_ERR_SSH_PENALTY,
-   * HOPGATE_ERR_SSH_PREAUTH_LIMIT). `onGraceExpired` fires once if login takes too long.
+   * HOPGATE_ERR_SSH_PREAUTH_LIMIT). `onExpelled` fires at most once, with
+   * HOPGATE_ERR_SSH_LOGIN_GRACE when login took too long or HOPGATE_ERR_SSH_PREAUTH_LIMIT when
+   * a newcomer evicted this connection; the caller closes it.
    */
-  admit(source: string, onGraceExpired: () => void): PreAuthTicket {
+  admit(source: string, onExpelled: (code: ErrorCode) => void): PreAuthTicket {
     const now = this.clock.now()
     const rec = this.sources.get(source)
     if (rec && rec.penaltyUntil > now) throw new HopgateError('HOPGATE_ERR_SSH_PENALTY')
-    if (this.unauthenticated >= this.o.maxUnauthenticated) {
-      throw new HopgateError('HOPGATE_ERR_SSH_PREAUTH_LIMIT', 'total')
-    }
     const mine = this.perSource.get(source) ?? 0
     if (mine >= this.o.maxUnauthenticatedPerSource) {
       throw new HopgateError('HOPGATE_ERR_SSH_PREAUTH_LIMIT', 'per source')
+    }
+    if (this.unauthenticated >= this.o.maxUnauthenticated && !this.evictFor(mine)) {
+      throw new HopgateError('HOPGATE_ERR_SSH_PREAUTH_LIMIT', 'total')
     }
     this.unauthenticated++
     this.perSource.set(source, mine + 1)
     let state: 'pending' | 'authenticated' | 'closed' = 'pending'
     let tries = 0
     let failed = false
+    const entry: PendingEntry = { source, released: false, expel: () => {} }
     const release = (): void => {
+      this.pendingList.delete(entry)
+      if (entry.released) return
+      entry.released = true
       this.unauthenticated--
       const n = (this.perSource.get(source) ?? 1) - 1
       if (n <= 0) this.perSource.delete(source)
@@ -96,8 +111,15 @@ export class PreAuthLimiter {
     const timer: TimerHandle = this.clock.setTimeout(() => {
       if (state !== 'pending') return
       failed = true
-      onGraceExpired()
+      onExpelled('HOPGATE_ERR_SSH_LOGIN_GRACE')
     }, this.o.loginGraceMs)
+    let expelled = false
+    entry.expel = (code) => {
+      if (expelled || state !== 'pending') return
+      expelled = true
+      onExpelled(code)
+    }
+    this.pendingList.add(entry)
     return {
       authenticated: () => {
         if (state !== 'pending') return
@@ -123,6 +145,34 @@ export class PreAuthLimiter {
         if (failed || tries > 0) this.recordFailure(source)
       },
     }
+  }
+
+  /** Expels the oldest pending connection of the heaviest source, if it is heavier than `mine`. */
+  private evictFor(mine: number): boolean {
+    let heaviest: string | undefined
+    let most = mine
+    for (const [src, n] of this.perSource) {
+      if (n > most) {
+        most = n
+        heaviest = src
+      }
+    }
+    if (heaviest === undefined) return false
+    // Insertion order: the first match is the oldest.
+    for (const e of this.pendingList) {
+      if (e.source === heaviest) {
+        this.pendingList.delete(e)
+        // The slot is handed over now; the caller's close() of that connection releases it.
+        this.unauthenticated--
+        const n = (this.perSource.get(heaviest) ?? 1) - 1
+        if (n <= 0) this.perSource.delete(heaviest)
+        else this.perSource.set(heaviest, n)
+        e.released = true
+        e.expel('HOPGATE_ERR_SSH_PREAUTH_LIMIT')
+        return true
+      }
+    }
+    return false
   }
 
   private recordFailure(source: string): void {

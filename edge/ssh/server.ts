@@ -225,8 +225,8 @@ export async function startSshIngress(o: SshIngressOptions): Promise<SshIngress>
     const peer = `${ip}:${socket.remotePort}`
     let ticket: PreAuthTicket
     try {
-      ticket = limiter.admit(ip, () => {
-        refused('HOPGATE_ERR_SSH_LOGIN_GRACE', { peer })
+      ticket = limiter.admit(ip, (code) => {
+        refused(code, { peer })
         socket.destroy()
       })
     } catch (err) {

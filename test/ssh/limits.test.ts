@@ -24,25 +24,20 @@ t.test('caps: 100 in all, 10 per source; login releases a slot', async (tt) => {
     'HOPGATE_ERR_SSH_PREAUTH_LIMIT',
     '11th from one source',
   )
-  for (let i = 0; i < 90; i++) tickets.push(l.admit(`2.2.${i >> 3}.${i}`, () => {}))
+  for (const t2 of tickets.splice(0)) t2.close()
+  for (let i = 0; i < 100; i++) tickets.push(l.admit(`2.2.${i >> 3}.${i}`, () => {}))
   tt.equal(l.pending, 100)
   tt.equal(
-    refusal(() => l.admit('9.9.9.9', () => {})),
+    refusal(() => l.admit('2.2.0.0', () => {})),
     'HOPGATE_ERR_SSH_PREAUTH_LIMIT',
-    '101st in all',
+    '101st in all, from a source as heavy as any',
   )
   tickets[0]!.authenticated()
   tt.equal(l.pending, 99, 'a login stops counting')
   tt.equal(
-    refusal(() => l.admit('9.9.9.9', () => {})),
+    refusal(() => l.admit('2.2.0.1', () => {})),
     undefined,
     'and frees a slot',
-  )
-  tickets[1]!.close()
-  tt.equal(
-    refusal(() => l.admit('1.1.1.1', () => {})),
-    undefined,
-    'a close frees the source slot',
   )
   tickets[0]!.close()
   tt.equal(l.pending, 100, 'closing a logged-in connection changes nothing')
@@ -117,3 +112,34 @@ t.test(
     )
   },
 )
+
+t.test('at the cap a newcomer evicts the heaviest source, never a lighter one', async (tt) => {
+  const clock = new ManualClock()
+  const l = new PreAuthLimiter(clock, { maxUnauthenticated: 6, maxUnauthenticatedPerSource: 4 })
+  const expelled: string[] = []
+  const flood = [0, 1, 2, 3].map((i) => l.admit('6.6.6.6', (c) => expelled.push(`flood${i}:${c}`)))
+  const other = [0, 1].map((i) => l.admit('7.7.7.7', (c) => expelled.push(`other${i}:${c}`)))
+  tt.equal(l.pending, 6)
+  const user = l.admit('1.1.1.1', () => expelled.push('user'))
+  tt.same(
+    expelled,
+    ['flood0:HOPGATE_ERR_SSH_PREAUTH_LIMIT'],
+    'the oldest of the heaviest source goes',
+  )
+  tt.equal(l.pending, 6, 'the slot was handed over')
+  flood[0]!.close()
+  tt.equal(l.pending, 6, 'closing the evicted one does not release twice')
+  l.admit('8.8.8.8', () => {})
+  tt.same(
+    expelled,
+    ['flood0:HOPGATE_ERR_SSH_PREAUTH_LIMIT', 'flood1:HOPGATE_ERR_SSH_PREAUTH_LIMIT'],
+    'the flood again',
+  )
+  tt.equal(
+    refusal(() => l.admit('7.7.7.7', () => {})),
+    'HOPGATE_ERR_SSH_PREAUTH_LIMIT',
+    'a source as heavy as the heaviest cannot evict',
+  )
+  user.close()
+  for (const t2 of [...flood, ...other]) t2.close()
+})
