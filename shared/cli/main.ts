@@ -15,6 +15,8 @@ import { registerEdge } from './commands/edge.js'
 import { registerRoute } from './commands/route.js'
 import { registerRunners } from './commands/runners.js'
 import { registerBench } from './commands/bench.js'
+import { registerSshKey } from './commands/ssh-key.js'
+import { registerSsh } from './commands/ssh.js'
 import { packageVersion, registerVersion } from './commands/version.js'
 
 const EXIT_OK = 0
@@ -42,6 +44,8 @@ function buildProgram(): Command {
   registerRunners(program)
   registerRoute(program)
   registerBench(program)
+  registerSshKey(program)
+  registerSsh(program)
   return program
 }
 
