@@ -3,7 +3,7 @@
 // CAs (edge-2.. get their own edge certs from the copied edge CA), M agents each enrolled with a
 // join token over TLS and keeping two reverse sessions to every edge, and the sample project
 // (hosted by the first agent) whose services are reachable through raw TCP ingress on each edge.
-import { copyFile, mkdtemp, rm } from 'node:fs/promises'
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
@@ -16,6 +16,13 @@ import { parseTcpMapping } from '../../edge/ingress/tcp.js'
 import { startAgent, type Agent } from '../../agent/agent.js'
 import type { Logger } from '../log.js'
 import { startDemoServices, type DemoServices } from './services.js'
+import { userInfo } from 'node:os'
+import { loadEdgeKey } from '../../edge/ssh/host-key.js'
+import { fingerprint, parseAuthorizedKey } from '../../edge/ssh/wire.js'
+import { startDemoSshd, writeDemoKey, type DemoSshd } from './ssh.js'
+
+/** The demo account: a collaborator of the sample project with an SSH key (issue 5). */
+export const DEMO_ACCOUNT = 'demo'
 
 const HOST = '127.0.0.1'
 const GiB = 1024 ** 3
@@ -32,6 +39,8 @@ export interface DemoClusterOptions {
   tcpPort: number
   httpTcpPort: number
   adminPort: number
+  /** SSH ingress port of the first edge; 0 picks a free one. @default 0 */
+  sshPort?: number
   /** Used (and kept) when given; otherwise a temp dir is created and removed by close(). */
   stateDir?: string
   log: Logger
@@ -43,6 +52,8 @@ export interface DemoEdgeInfo {
   admin: string | null
   tcp: string
   httpTcp: string
+  /** SSH ingress host:port. */
+  ssh: string
 }
 
 export interface DemoCluster {
@@ -53,6 +64,11 @@ export interface DemoCluster {
   createdStateDir: boolean
   edges: DemoEdgeInfo[]
   services: DemoServices
+  /** The demo account's private key (0600) for `ssh -i`. */
+  sshKey: string
+  /** known_hosts lines pinning each edge's SSH host key. */
+  knownHosts: string
+  sshd: DemoSshd['kind']
   /** Agents, edges, services, then the temp state dir; idempotent. */
   close(): Promise<void>
 }
@@ -86,6 +102,7 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
   const agents: Agent[] = []
   const runners: string[] = []
   let services: DemoServices | undefined
+  let sshd: DemoSshd | undefined
   let closing: Promise<void> | undefined
 
   const close = (): Promise<void> =>
@@ -101,6 +118,8 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
       await Promise.all(edges.map((e) => step(`edge ${e.edgeId}`, () => e.close())))
       const svc = services
       if (svc) await step('services', () => svc.close())
+      const d = sshd
+      if (d) await step('sshd', () => d.close())
       if (createdStateDir) {
         await step('state dir', () => rm(stateDir, { recursive: true, force: true }))
       }
@@ -135,12 +154,46 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
           parseTcpMapping(`${HOST}:${first ? opts.httpTcpPort : 0}=${project}:${httpPort}`),
         ],
         onEvent: (event, detail) => {
-          const level = event === 'session' ? 'debug' : 'warn'
+          const level = event === 'session' || event === 'ssh-login' ? 'debug' : 'warn'
           log[level]({ edge: `edge-${i}`, event, ...detail }, `edge: ${event}`)
+        },
+        // As the current user: a non-root sshd logs in only the user it runs as.
+        ssh: {
+          host: HOST,
+          port: first ? (opts.sshPort ?? 0) : 0,
+          upstreamUser: userInfo().username,
         },
       }
       edges.push(await startEdge(edgeOpts))
     }
+    // The project's sshd trusts every edge's upstream key; the demo account gets a key and access.
+    const upstreamKeys = await Promise.all(
+      edges.map(
+        async (_e, i) =>
+          (await loadEdgeKey(join(stateDir, `edge-${i + 1}`), 'upstream_ed25519')).publicLine,
+      ),
+    )
+    sshd = await startDemoSshd(join(stateDir, 'project-sshd'), upstreamKeys, log)
+    const demoKey = await writeDemoKey(stateDir)
+    const parsedKey = parseAuthorizedKey(demoKey.key.publicLine)
+    for (const edge of edges) {
+      await edge.access.grant(project, DEMO_ACCOUNT)
+      if (!(await edge.access.findSshKey(fingerprint(parsedKey.blob)))) {
+        await edge.access.addSshKey({
+          account: DEMO_ACCOUNT,
+          fingerprint: fingerprint(parsedKey.blob),
+          type: parsedKey.type,
+          publicKey: parsedKey.blob.toString('base64'),
+          comment: parsedKey.comment,
+        })
+      }
+    }
+    const knownHosts: string[] = []
+    for (let i = 0; i < edges.length; i++) {
+      const hk = await loadEdgeKey(join(stateDir, `edge-${i + 1}`), 'host_ed25519')
+      knownHosts.push(`[${HOST}]:${edges[i]!.ssh!.address.port} ${hk.publicLine}`)
+    }
+    await writeFile(join(stateDir, 'known_hosts'), knownHosts.join('\n') + '\n')
     const tunnels = edges.map((e) => hostPort(e.tunnel.address))
     const firstTunnel = edges[0]!.tunnel.address
     const tokenStore = new FileTokenStore(firstDir)
@@ -161,7 +214,11 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
       runners.push(identity.runnerId)
       log.info({ runner: identity.runnerId }, 'agent enrolled with a join token')
       const hosts =
-        i === 1 ? { [project]: { host: HOST, allowedPorts: [tcpEchoPort, httpPort] } } : {}
+        i === 1
+          ? {
+              [project]: { host: HOST, sshPort: sshd.port, allowedPorts: [tcpEchoPort, httpPort] },
+            }
+          : {}
       agents.push(
         await startAgent({
           stateDir: dir,
@@ -197,12 +254,16 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
       stateDir,
       createdStateDir,
       services,
+      sshKey: demoKey.path,
+      knownHosts: knownHosts.join('\n') + '\n',
+      sshd: sshd.kind,
       edges: edges.map((e, i) => ({
         id: e.edgeId,
         tunnel: tunnels[i]!,
         admin: adminAddress(e),
         tcp: hostPort(e.tcp[0]!.address),
         httpTcp: hostPort(e.tcp[1]!.address),
+        ssh: hostPort(e.ssh!.address),
       })),
       close,
     }

@@ -44,8 +44,10 @@ export interface ReadyLine {
   project: string
   runner: string
   stateDir: string
-  edges: Array<{ tunnel: string; admin: string | null; tcp: string; httpTcp: string }>
+  edges: Array<{ tunnel: string; admin: string | null; tcp: string; httpTcp: string; ssh: string }>
   services: { tcpEcho: number; http: number }
+  /** The demo account's private key, for `ssh -i`. */
+  sshKey: string
 }
 
 /** The one `--json` line, without its newline. Later issues add http, ssh, token, sshKey. */
@@ -60,8 +62,10 @@ export function readyLine(c: DemoCluster): string {
       admin: e.admin,
       tcp: e.tcp,
       httpTcp: e.httpTcp,
+      ssh: e.ssh,
     })),
     services: { tcpEcho: c.services.tcpEchoPort, http: c.services.httpPort },
+    sshKey: c.sshKey,
   }
   return JSON.stringify(ready)
 }
@@ -88,7 +92,7 @@ export function banner(c: DemoCluster): string {
   for (const e of c.edges) {
     lines.push(
       `  ${e.id.padEnd(10)}  tunnel ${e.tunnel}  admin ${e.admin ?? '(not yet)'}` +
-        `  tcp->echo ${e.tcp}  tcp->http ${e.httpTcp}`,
+        `  tcp->echo ${e.tcp}  tcp->http ${e.httpTcp}  ssh ${e.ssh}`,
     )
   }
   lines.push(
@@ -96,6 +100,8 @@ export function banner(c: DemoCluster): string {
     'Try (each goes through an edge, a yamux stream over mutual TLS, and the agent):',
     `  nc ${tcp.host} ${tcp.port}            type a line: it comes back`,
     `  curl http://${web}/       the page names the project and the runner`,
+    `  ssh -i ${c.sshKey} -p ${split(first.ssh).port} -o UserKnownHostsFile=${c.stateDir}/known_hosts ${c.project}@${split(first.ssh).host}`,
+    `      a shell in the project (its sshd: ${c.sshd === 'openssh' ? 'OpenSSH' : 'ssh2 fallback'}), through the edge's SSH ingress`,
     `  node --experimental-websocket -e "const w=new WebSocket('${wsUrl}');` +
       `w.onopen=()=>w.send('hi');w.onmessage=(m)=>{console.log(m.data);w.close()}"`,
     '      (WebSocket echo; Node 22+ does not need the flag)',
@@ -105,8 +111,8 @@ export function banner(c: DemoCluster): string {
     '  npm run bench:yamux          the yamux layer vs raw TLS and TCP',
     '  hopgate bench                the full benchmark vs TCP, a Node proxy, TLS relay, ssh -R',
     '',
-    'Not yet: HTTP ingress with per-project routing on :8080 (/{project}/port/...), SSH on :2222',
-    'and auth come in later issues; today the edge reaches the project through raw TCP ports.',
+    'Not yet: HTTP ingress with per-project routing on :8080 (/{project}/port/...) comes in a',
+    'later issue; today HTTP reaches the project through a raw TCP port.',
     '',
     'Ctrl-C stops it.',
     '',
@@ -120,6 +126,7 @@ interface DemoCliOptions {
   httpPort: number
   tunnelPort: number
   adminPort: number
+  sshPort: number
   edges: number
   agents: number
   project?: string | true
@@ -148,6 +155,7 @@ export function registerDemo(program: Command): void {
       ),
     )
     .addOption(portOption('--tunnel-port <n>', 'tunnel listener', 'HOPGATE_DEMO_TUNNEL_PORT'))
+    .addOption(portOption('--ssh-port <n>', 'SSH ingress', 'HOPGATE_DEMO_SSH_PORT'))
     .addOption(
       portOption(
         '--admin-port <n>',
@@ -196,6 +204,7 @@ export function registerDemo(program: Command): void {
           tcpPort: opts.port,
           httpTcpPort: opts.httpPort,
           adminPort: opts.adminPort,
+          sshPort: opts.sshPort,
           ...(opts.stateDir === undefined ? {} : { stateDir: resolve(opts.stateDir) }),
           log,
         })
