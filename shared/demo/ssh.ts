@@ -91,7 +91,7 @@ export async function startDemoSshd(
     const child = spawn(sshd, ['-f', join(dir, 'sshd_config'), '-D', '-e'], {
       stdio: ['ignore', 'ignore', 'pipe'],
     })
-    child.stderr!.on('data', (c: Buffer) => log.warn({ sshd: c.toString().trim() }, 'demo sshd'))
+    child.stderr.on('data', (c: Buffer) => log.warn({ sshd: c.toString().trim() }, 'demo sshd'))
     await waitListening(port, child)
     return {
       port,
