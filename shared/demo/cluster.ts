@@ -69,6 +69,8 @@ export interface DemoCluster {
   /** known_hosts lines pinning each edge's SSH host key. */
   knownHosts: string
   sshd: DemoSshd['kind']
+  /** The project's sshd on loopback (the agent's ssh target; bench/ssh.ts dials it directly). */
+  sshdPort: number
   /** Agents, edges, services, then the temp state dir; idempotent. */
   close(): Promise<void>
 }
@@ -257,6 +259,7 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
       sshKey: demoKey.path,
       knownHosts: knownHosts.join('\n') + '\n',
       sshd: sshd.kind,
+      sshdPort: sshd.port,
       edges: edges.map((e, i) => ({
         id: e.edgeId,
         tunnel: tunnels[i]!,
