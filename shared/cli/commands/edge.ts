@@ -118,7 +118,7 @@ export function registerEdge(program: Command): void {
             : {}),
           ...(config.leaseTtlMs !== undefined ? { leaseTtlMs: config.leaseTtlMs } : {}),
           onEvent: (event, detail) => {
-            const quiet = event === 'session' || event === 'runner-revoked'
+            const quiet = event === 'session' || event === 'runner-revoked' || event === 'ssh-login'
             if (quiet) log.info({ event, ...detail }, event)
             else log.warn({ event, ...detail }, event)
           },
