@@ -146,5 +146,17 @@ t.test('ssh <project>@edge: exec, pty, -L', async (tt) => {
       'true',
     ])
     t2.equal(far.code, 0, 'the session itself still works')
+    const remote = await run('ssh', [
+      ...base,
+      '-o',
+      'ExitOnForwardFailure=yes',
+      '-R',
+      `127.0.0.1:${await freePort()}:127.0.0.1:${echoPort}`,
+      dest,
+      'echo ran',
+    ])
+    t2.equal(remote.code, 255, 'ssh -R is refused (not enabled), and ExitOnForwardFailure ends ssh')
+    t2.match(remote.stderr, /remote port forwarding failed/, 'the client says why')
+    t2.equal(remote.stdout.toString(), '', 'and nothing ran')
   })
 })
