@@ -74,72 +74,69 @@ export function registerEdge(program: Command): void {
     .command('edge')
     .description('run an edge: tunnel listener, raw TCP ingress and the admin API')
     .option('--json', 'print one JSON ready line on stdout')
-  addConfigOptions(cmd, edgeConfigSchema, SSH_FLAGS).action(
-    async (opts: Record<string, unknown>) => {
-      const config = configFromOptions(edgeConfigSchema, opts, SSH_FLAGS)
-      // Every address is checked before anything listens, so a typo exits 78 with nothing opened.
-      const tunnel = parseHostPort(config.tunnel.listen, 'tunnel.listen', true)
-      const admin = parseHostPort(config.admin.listen, 'admin.listen', true)
-      const tcp = config.tcp.map(parseTcpMapping)
-      const ssh = config.ssh.listen
-        ? parseHostPort(config.ssh.listen, 'ssh.listen', true)
-        : undefined
-      const userCaKeys: string[] = []
-      for (const file of config.ssh.userCaFiles) {
-        const text = await readFile(file, 'utf8').catch((err: unknown) => {
-          throw new HopgateError('HOPGATE_ERR_CONFIG_INVALID', `ssh.userCaFiles: ${file}`, {
-            cause: err,
-          })
+  addConfigOptions(cmd, edgeConfigSchema, SSH_FLAGS)
+  cmd.action(async (opts: Record<string, unknown>) => {
+    const config = configFromOptions(edgeConfigSchema, opts, SSH_FLAGS)
+    // Every address is checked before anything listens, so a typo exits 78 with nothing opened.
+    const tunnel = parseHostPort(config.tunnel.listen, 'tunnel.listen', true)
+    const admin = parseHostPort(config.admin.listen, 'admin.listen', true)
+    const tcp = config.tcp.map(parseTcpMapping)
+    const ssh = config.ssh.listen ? parseHostPort(config.ssh.listen, 'ssh.listen', true) : undefined
+    const userCaKeys: string[] = []
+    for (const file of config.ssh.userCaFiles) {
+      const text = await readFile(file, 'utf8').catch((err: unknown) => {
+        throw new HopgateError('HOPGATE_ERR_CONFIG_INVALID', `ssh.userCaFiles: ${file}`, {
+          cause: err,
         })
-        userCaKeys.push(...text.split('\n').filter((l) => l.trim() && !l.trim().startsWith('#')))
+      })
+      userCaKeys.push(...text.split('\n').filter((l) => l.trim() && !l.trim().startsWith('#')))
+    }
+    const log = createLogger({ bindings: { cmd: 'edge' } })
+    const signals = firstSignal(log)
+    try {
+      const edge = await startEdge({
+        stateDir: config.stateDir,
+        tunnelHost: tunnel.host,
+        tunnelPort: tunnel.port,
+        adminHost: admin.host,
+        adminPort: admin.port,
+        tcp,
+        heartbeatIntervalMs: config.heartbeatIntervalMs,
+        ...(ssh
+          ? {
+              ssh: {
+                host: ssh.host,
+                port: ssh.port,
+                userCaKeys,
+                upstreamUser: config.ssh.upstreamUser,
+                allowRemoteForward: config.ssh.allowRemoteForward,
+                limits: { loginGraceMs: config.ssh.loginGraceMs },
+              },
+            }
+          : {}),
+        ...(config.leaseTtlMs !== undefined ? { leaseTtlMs: config.leaseTtlMs } : {}),
+        onEvent: (event, detail) => {
+          const quiet = event === 'session' || event === 'runner-revoked' || event === 'ssh-login'
+          if (quiet) log.info({ event, ...detail }, event)
+          else log.warn({ event, ...detail }, event)
+        },
+      })
+      const ready = {
+        event: 'ready',
+        edgeId: edge.edgeId,
+        tunnel: formatHostPort(edge.tunnel.address),
+        admin: edge.admin ? formatHostPort(edge.admin.address) : null,
+        tcp: edge.tcp.map((t) => formatHostPort(t.address)),
+        ssh: edge.ssh ? formatHostPort(edge.ssh.address) : null,
       }
-      const log = createLogger({ bindings: { cmd: 'edge' } })
-      const signals = firstSignal(log)
-      try {
-        const edge = await startEdge({
-          stateDir: config.stateDir,
-          tunnelHost: tunnel.host,
-          tunnelPort: tunnel.port,
-          adminHost: admin.host,
-          adminPort: admin.port,
-          tcp,
-          heartbeatIntervalMs: config.heartbeatIntervalMs,
-          ...(ssh
-            ? {
-                ssh: {
-                  host: ssh.host,
-                  port: ssh.port,
-                  userCaKeys,
-                  upstreamUser: config.ssh.upstreamUser,
-                  allowRemoteForward: config.ssh.allowRemoteForward,
-                  limits: { loginGraceMs: config.ssh.loginGraceMs },
-                },
-              }
-            : {}),
-          ...(config.leaseTtlMs !== undefined ? { leaseTtlMs: config.leaseTtlMs } : {}),
-          onEvent: (event, detail) => {
-            const quiet = event === 'session' || event === 'runner-revoked' || event === 'ssh-login'
-            if (quiet) log.info({ event, ...detail }, event)
-            else log.warn({ event, ...detail }, event)
-          },
-        })
-        const ready = {
-          event: 'ready',
-          edgeId: edge.edgeId,
-          tunnel: formatHostPort(edge.tunnel.address),
-          admin: edge.admin ? formatHostPort(edge.admin.address) : null,
-          tcp: edge.tcp.map((t) => formatHostPort(t.address)),
-          ssh: edge.ssh ? formatHostPort(edge.ssh.address) : null,
-        }
-        log.info(ready, 'edge ready')
-        if (opts.json) printJson(ready)
-        const sig = await signals.signal
-        log.info({ signal: sig }, 'stopping')
-        await edge.close()
-        log.info('stopped')
-      } finally {
-        signals.dispose()
-      }
-    },
-  )
+      log.info(ready, 'edge ready')
+      if (opts.json) printJson(ready)
+      const sig = await signals.signal
+      log.info({ signal: sig }, 'stopping')
+      await edge.close()
+      log.info('stopped')
+    } finally {
+      signals.dispose()
+    }
+  })
 }
