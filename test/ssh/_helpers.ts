@@ -76,8 +76,11 @@ export async function startSshd(tt: TapTest, authorizedKeys: string[]): Promise<
     `LogLevel ${process.env.SSHD_LOG ?? 'ERROR'}`,
   ]
   await writeFile(join(dir, 'sshd_config'), cfg.join('\n') + '\n')
+  // Its own process group: sshd forks a child per connection that outlives a SIGTERM to the
+  // listener and would hold our stderr pipe (and the test process) open.
   const child = spawn('/usr/sbin/sshd', ['-f', join(dir, 'sshd_config'), '-D', '-e'], {
     stdio: ['ignore', 'ignore', 'pipe'],
+    detached: true,
   })
   let stderr = ''
   child.stderr.on('data', (c: Buffer) => {
@@ -85,7 +88,12 @@ export async function startSshd(tt: TapTest, authorizedKeys: string[]): Promise<
     if (process.env.SSHD_LOG) process.stderr.write(c)
   })
   tt.teardown(() => {
-    child.kill('SIGTERM')
+    try {
+      process.kill(-child.pid!, 'SIGTERM')
+    } catch {
+      // already gone
+    }
+    child.stderr.destroy()
   })
   await until(
     () =>

@@ -26,10 +26,18 @@ t.test('ssh <project>@edge: exec, pty, -L', async (tt) => {
   const work = await tempDir(tt, 'work')
   const upstreamKey = await loadEdgeKey(edgeDir, 'upstream_ed25519')
   const sshd = await startSshd(tt, [upstreamKey.publicLine])
-  const echo = net.createServer((s) => s.pipe(s))
+  const echoSockets = new Set<net.Socket>()
+  const echo = net.createServer((s) => {
+    echoSockets.add(s)
+    s.on('error', () => {})
+    s.pipe(s)
+  })
   echo.listen(0, '127.0.0.1')
   await once(echo, 'listening')
-  tt.teardown(() => echo.close())
+  tt.teardown(() => {
+    for (const s of echoSockets) s.destroy()
+    echo.close()
+  })
   const echoPort = (echo.address() as net.AddressInfo).port
   const c = await startCluster(tt, { [P]: { sshPort: sshd.port } }, {}, edgeDir)
   await c.edge.access.grant(P, 'alice')
