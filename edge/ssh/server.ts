@@ -19,7 +19,7 @@ import { SshAuthenticator, type Identity } from './auth.js'
 import { trustedCaSet } from './cert.js'
 import { PreAuthLimiter, type PreAuthLimitOptions, type PreAuthTicket } from './limits.js'
 import { serveProxyJump } from './proxyjump.js'
-import { bridgeConnection, connectUpstream } from './upstream.js'
+import { bridgeConnection, connectUpstream, type UpstreamClient } from './upstream.js'
 import { parseSshUsername, type SshUser } from './username.js'
 
 export interface SshIngressOptions {
@@ -93,6 +93,9 @@ export async function startSshIngress(o: SshIngressOptions): Promise<SshIngress>
   // ssh2 reports a connection with its peer address; that pair names the socket and its ticket.
   const tickets = new Map<string, PreAuthTicket>()
   const sockets = new Set<net.Socket>()
+  // Logged-in upstream clients: ended gracefully on close, so each project sshd sees a
+  // disconnect and the agent's target socket closes, before the tunnel goes away.
+  const upstreams = new Set<UpstreamClient>()
 
   const ssh = new ssh2.Server(
     { hostKeys: [o.hostKey], algorithms: SERVER_ALGORITHMS, ident: 'hopgate' },
@@ -200,6 +203,13 @@ export async function startSshIngress(o: SshIngressOptions): Promise<SshIngress>
         clock,
         signal: ac.signal,
       })
+      upstream.then(
+        (client) => {
+          upstreams.add(client)
+          client.once('close', () => upstreams.delete(client))
+        },
+        () => {},
+      )
       upstream.catch((err: unknown) =>
         refused(isHopgateError(err) ? err.code : 'HOPGATE_ERR_INTERNAL', {
           traceId,
@@ -252,6 +262,10 @@ export async function startSshIngress(o: SshIngressOptions): Promise<SshIngress>
     address: tcp.address() as net.AddressInfo,
     limiter,
     close: async () => {
+      const ended = [...upstreams].map(
+        (c) => new Promise<void>((resolve) => c.once('close', () => resolve()).end()),
+      )
+      await Promise.race([Promise.all(ended), new Promise((r) => setTimeout(r, 2000).unref())])
       const closed = new Promise<void>((resolve) => tcp.close(() => resolve()))
       for (const s of sockets) s.destroy()
       await closed

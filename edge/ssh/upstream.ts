@@ -61,6 +61,8 @@ export async function connectUpstream(o: UpstreamOptions): Promise<UpstreamClien
     throw new HopgateError('HOPGATE_ERR_SSH_UPSTREAM_FAILED', 'tunnel', { cause: err })
   }
   const client = new ssh2.Client()
+  // ssh2 can emit more than one error (e.g. a lost handshake, then the socket): never unhandled.
+  client.on('error', () => {})
   return new Promise<UpstreamClient>((resolve, reject) => {
     const fail = (err: unknown): void => {
       stream.destroy()

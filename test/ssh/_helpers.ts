@@ -5,7 +5,7 @@
 import net from 'node:net'
 import { once } from 'node:events'
 import { spawn, type SpawnOptions } from 'node:child_process'
-import { chmod, mkdir, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { userInfo } from 'node:os'
 import { tempDir } from '../helpers/echo.js'
@@ -43,6 +43,19 @@ export async function until(
     if (Date.now() > end) throw new Error(`not reached in ${ms} ms: ${what}`)
     await new Promise((r) => setTimeout(r, 20))
   }
+}
+
+/** Pids whose parent is `ppid` (Linux /proc). */
+async function childPids(ppid: number): Promise<number[]> {
+  const out: number[] = []
+  for (const name of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(name)) continue
+    const stat = await readFile(`/proc/${name}/stat`, 'utf8').catch(() => '')
+    // The command name is in parentheses and may hold spaces: fields resume after the last ')'.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    if (Number(fields[1]) === ppid) out.push(Number(name))
+  }
+  return out
 }
 
 export interface Sshd {
@@ -87,7 +100,17 @@ export async function startSshd(tt: TapTest, authorizedKeys: string[]): Promise<
     stderr += c.toString()
     if (process.env.SSHD_LOG) process.stderr.write(c)
   })
-  tt.teardown(() => {
+  tt.teardown(async () => {
+    // Per-connection sshd children start their own session (setsid), so the group kill misses
+    // them; they are the listener's children, found by parent pid, and would keep the agent's
+    // target sockets (and this process) alive.
+    for (const pid of await childPids(child.pid!)) {
+      try {
+        process.kill(pid, 'SIGTERM')
+      } catch {
+        // already gone
+      }
+    }
     try {
       process.kill(-child.pid!, 'SIGTERM')
     } catch {

@@ -119,11 +119,15 @@ t.test('ssh <project>@edge: exec, pty, -L', async (tt) => {
       { stdio: 'ignore' },
     )
     t2.teardown(() => child.kill())
+    // Every probe socket is closed at the end, whatever state the forward left it in.
+    const clients: net.Socket[] = []
+    t2.teardown(() => clients.forEach((c) => c.destroy()))
     const payload = randomBytes(256 * 1024)
     let got = Buffer.alloc(0)
     await until(
       async () => {
         const s = net.connect(local, '127.0.0.1')
+        clients.push(s)
         const ok = await new Promise<boolean>((resolve) => {
           const chunks: Buffer[] = []
           s.on('data', (d: Buffer) => chunks.push(d))
