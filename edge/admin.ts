@@ -14,6 +14,7 @@ import { assertProjectId, assertRouteState, assertRunnerId } from './routing/typ
 import type { SessionTable } from './tunnel/sessions.js'
 import type { AccessStore } from './auth/access-store.js'
 import { assertAccountId } from './auth/embedded-access.js'
+import { fingerprint, parseAuthorizedKey } from './ssh/wire.js'
 
 /** Request bodies are a few fields; anything larger is a mistake or an attack. */
 const MAX_BODY_BYTES = 16 * 1024
@@ -102,6 +103,14 @@ async function handle(opts: AdminOptions, req: http.IncomingMessage): Promise<Re
     case 'POST /v1/runners/:/:':
       if (parts[3] === 'revoke') return revoke(opts, decodeURIComponent(parts[2]!))
       break
+    // SSH keys of accounts (issue 5): /v1/accounts/<account>/ssh-keys[/<fingerprint>]
+    case 'GET /v1/accounts/:/:':
+    case 'POST /v1/accounts/:/:':
+    case 'DELETE /v1/accounts/:/:/:':
+      if (parts[3] === 'ssh-keys' && opts.access) {
+        return sshKeys(opts.access, method, decodeURIComponent(parts[2]!), parts[4], req)
+      }
+      break
   }
   // ACL (issue 4): GET /v1/acl/<project>, PUT|DELETE /v1/acl/<project>/<account>.
   if (opts.access && parts[0] === 'v1' && parts[1] === 'acl') {
@@ -187,6 +196,39 @@ async function acl(
   }
   const changed = await access.revoke(project, account)
   return { status: 200, body: { project, account, collaborator: false, changed } }
+}
+
+async function sshKeys(
+  access: AccessStore,
+  method: string,
+  account: string,
+  fp: string | undefined,
+  req: http.IncomingMessage,
+): Promise<Reply> {
+  assertAccountId(account)
+  if (method === 'GET') return { status: 200, body: { keys: await access.listSshKeys(account) } }
+  if (method === 'DELETE') {
+    const removed = await access.removeSshKey(account, decodeURIComponent(fp ?? ''))
+    if (!removed) throw new HopgateError('HOPGATE_ERR_ADMIN_NOT_FOUND', 'no such key')
+    return { status: 200, body: { removed: true } }
+  }
+  const body = await readJson(req)
+  const line = (body as { key?: unknown } | null)?.key
+  if (typeof line !== 'string' || line.length > 16 * 1024) {
+    throw new HopgateError(
+      'HOPGATE_ERR_SSH_KEY_INVALID',
+      'expected {"key": "<authorized_keys line>"}',
+    )
+  }
+  const key = parseAuthorizedKey(line)
+  const record = await access.addSshKey({
+    account,
+    fingerprint: fingerprint(key.blob),
+    type: key.type,
+    publicKey: key.blob.toString('base64'),
+    comment: key.comment,
+  })
+  return { status: 200, body: { key: record } }
 }
 
 async function readJson(req: http.IncomingMessage): Promise<unknown> {

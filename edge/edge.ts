@@ -19,6 +19,8 @@ import { startTcpIngress, type TcpIngress, type TcpMapping } from './ingress/tcp
 import { startAdmin, type AdminServer } from './admin.js'
 import type { AccessStore } from './auth/access-store.js'
 import { noopMetrics, type Metrics } from '../shared/metrics.js'
+import { startSshIngress, type SshIngress, type SshIngressOptions } from './ssh/server.js'
+import { loadEdgeKey } from './ssh/host-key.js'
 import { signRenewal } from '../certs/renew.js'
 import { wallClock } from '../certs/state.js'
 import { edgeTunnelMetrics } from './tunnel/metrics.js'
@@ -97,7 +99,15 @@ export interface EdgeOptions {
     tls?: { cert: string | Buffer; key: string | Buffer }
     limits?: Partial<HttpLimits>
   }
+  /** SSH ingress (edge/ssh/, issue 5); started only when given. Keys live in <stateDir>/ssh/. */
+  ssh?: EdgeSshOptions
 }
+
+/** SSH ingress options; host and port default to 127.0.0.1:2222 (port 0 picks one). */
+export type EdgeSshOptions = Omit<
+  SshIngressOptions,
+  'hostKey' | 'upstreamKey' | 'opener' | 'access' | 'metrics' | 'onEvent'
+>
 
 export interface Edge {
   edgeId: string
@@ -129,6 +139,7 @@ export interface Edge {
   readonly draining: boolean
   /** Graceful drain (SIGTERM), then close. */
   drain(): Promise<DrainReport>
+  ssh?: SshIngress
   close(): Promise<void>
 }
 
@@ -331,6 +342,25 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     })
     http = started
   }
+  // SSH ingress (issue 5).
+  let ssh: SshIngress | undefined
+  if (opts.ssh) {
+    const hostKey = (await guard(loadEdgeKey(opts.stateDir, 'host_ed25519'))).privateKey
+    const upstreamKey = (await guard(loadEdgeKey(opts.stateDir, 'upstream_ed25519'))).privateKey
+    const started = await guard(
+      startSshIngress({
+        ...opts.ssh,
+        hostKey,
+        upstreamKey,
+        opener,
+        access,
+        metrics,
+        onEvent: event,
+      }),
+    )
+    opened.push(() => started.close())
+    ssh = started
+  }
   let draining = false
   let admin: AdminServer | undefined
   if (opts.adminPort !== undefined) {
@@ -401,6 +431,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     ...(admin ? { admin: { address: admin.address } } : {}),
     adviseDrain,
     ...(http ? { http } : {}),
+    ...(ssh ? { ssh } : {}),
     ...(cluster && { cluster }),
     get draining() {
       return draining

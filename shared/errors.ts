@@ -357,6 +357,37 @@ export const ERROR_CATALOG = {
   HOPGATE_ERR_SSH_BAD_USERNAME: {
     message: 'SSH username does not name a project',
   },
+  HOPGATE_ERR_SSH_MALFORMED: { message: 'SSH key, signature or certificate bytes do not parse' },
+  HOPGATE_ERR_SSH_UNSUPPORTED_KEY: {
+    message: 'SSH key or signature algorithm is not one hopgate accepts',
+  },
+  HOPGATE_ERR_SSH_AUTH_FAILED: { message: 'SSH key is unknown or its signature does not verify' },
+  HOPGATE_ERR_SSH_NO_ACCESS: { message: 'SSH account is not a collaborator of the project' },
+  HOPGATE_ERR_SSH_CERT_UNTRUSTED: {
+    message: 'SSH certificate is not signed by a trusted user CA, or its signature is bad',
+  },
+  HOPGATE_ERR_SSH_CERT_EXPIRED: { message: 'SSH certificate is outside its validity window' },
+  HOPGATE_ERR_SSH_CERT_PRINCIPAL: {
+    message: 'SSH certificate names no principal that is this account',
+  },
+  HOPGATE_ERR_SSH_CERT_OPTION: {
+    message: 'SSH certificate has a critical option that refuses this login',
+  },
+  HOPGATE_ERR_SSH_PREAUTH_LIMIT: {
+    message: 'SSH connection refused: too many unauthenticated connections',
+  },
+  HOPGATE_ERR_SSH_PENALTY: { message: 'SSH source is penalised after repeated failures' },
+  HOPGATE_ERR_SSH_TOO_MANY_TRIES: { message: 'SSH client used up its authentication tries' },
+  HOPGATE_ERR_SSH_LOGIN_GRACE: {
+    message: 'SSH client did not authenticate within the login grace time',
+  },
+  HOPGATE_ERR_SSH_UPSTREAM_FAILED: {
+    message: "the project's sshd could not be reached or refused the edge's upstream key",
+  },
+  HOPGATE_ERR_SSH_UPSTREAM_HOSTILE: {
+    message: "the project's sshd broke channel limits and was cut off",
+  },
+  HOPGATE_ERR_SSH_FORWARD_REFUSED: { message: 'SSH forwarding request is not allowed here' },
 
   // Redis store, edge registry, forwarding and drain (issue 6).
   HOPGATE_ERR_STORE_UNAVAILABLE: {

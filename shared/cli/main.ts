@@ -18,6 +18,8 @@ import { registerBench } from './commands/bench.js'
 import { registerConfig } from './commands/config.js'
 import { registerAcl } from './commands/acl.js'
 import { registerTokenUser } from './commands/token-user.js'
+import { registerSshKey } from './commands/ssh-key.js'
+import { registerSsh } from './commands/ssh.js'
 import { packageVersion, registerVersion } from './commands/version.js'
 
 const EXIT_OK = 0
@@ -49,6 +51,8 @@ function buildProgram(): Command {
   // HTTP ingress (issue 4): user tokens and the ACL.
   registerTokenUser(program)
   registerAcl(program)
+  registerSshKey(program)
+  registerSsh(program)
   return program
 }
 

@@ -3,7 +3,7 @@
 // CAs (edge-2.. get their own edge certs from the copied edge CA), M agents each enrolled with a
 // join token over TLS and keeping two reverse sessions to every edge, and the sample project
 // (hosted by the first agent) whose services are reachable through raw TCP ingress on each edge.
-import { copyFile, mkdtemp, rm } from 'node:fs/promises'
+import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
@@ -17,8 +17,15 @@ import { startAgent, type Agent } from '../../agent/agent.js'
 import type { Logger } from '../log.js'
 import { startDemoServices, type DemoServices } from './services.js'
 import { UserTokens, USER_TOKEN_KEY_FILE } from '../../edge/auth/user-tokens.js'
+import { userInfo } from 'node:os'
+import { loadEdgeKey } from '../../edge/ssh/host-key.js'
+import { fingerprint, parseAuthorizedKey } from '../../edge/ssh/wire.js'
+import { startDemoSshd, writeDemoKey, type DemoSshd } from './ssh.js'
 
-/** The account the demo mints a token for and makes a collaborator of the sample project. */
+/**
+ * The demo account: a collaborator of the sample project, with a user token (HTTP, issue 4)
+ * and an SSH key (issue 5).
+ */
 export const DEMO_ACCOUNT = 'demo'
 /** The demo token's lifetime: a working day. */
 const DEMO_TOKEN_TTL_MS = 12 * 3_600_000
@@ -40,6 +47,8 @@ export interface DemoClusterOptions {
   adminPort: number
   /** HTTP and WebSocket ingress of the first edge (`/{project}/...`); 0 picks a free port. */
   webPort: number
+  /** SSH ingress port of the first edge; 0 picks a free one. @default 0 */
+  sshPort?: number
   /** Used (and kept) when given; otherwise a temp dir is created and removed by close(). */
   stateDir?: string
   log: Logger
@@ -53,6 +62,8 @@ export interface DemoEdgeInfo {
   httpTcp: string
   /** HTTP and WebSocket ingress, host:port. */
   http: string
+  /** SSH ingress host:port. */
+  ssh: string
 }
 
 export interface DemoCluster {
@@ -66,6 +77,13 @@ export interface DemoCluster {
   /** A user token for DEMO_ACCOUNT, a collaborator of the project on every edge. */
   account: string
   token: string
+  /** The demo account's private key (0600) for `ssh -i`. */
+  sshKey: string
+  /** known_hosts lines pinning each edge's SSH host key. */
+  knownHosts: string
+  sshd: DemoSshd['kind']
+  /** The project's sshd on loopback (the agent's ssh target; bench/ssh.ts dials it directly). */
+  sshdPort: number
   /** Agents, edges, services, then the temp state dir; idempotent. */
   close(): Promise<void>
 }
@@ -99,6 +117,7 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
   const agents: Agent[] = []
   const runners: string[] = []
   let services: DemoServices | undefined
+  let sshd: DemoSshd | undefined
   let closing: Promise<void> | undefined
 
   const close = (): Promise<void> =>
@@ -114,6 +133,8 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
       await Promise.all(edges.map((e) => step(`edge ${e.edgeId}`, () => e.close())))
       const svc = services
       if (svc) await step('services', () => svc.close())
+      const d = sshd
+      if (d) await step('sshd', () => d.close())
       if (createdStateDir) {
         await step('state dir', () => rm(stateDir, { recursive: true, force: true }))
       }
@@ -153,12 +174,46 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
         ],
         http: { host: HOST, port: first ? opts.webPort : 0 },
         onEvent: (event, detail) => {
-          const level = event === 'session' ? 'debug' : 'warn'
+          const level = event === 'session' || event === 'ssh-login' ? 'debug' : 'warn'
           log[level]({ edge: `edge-${i}`, event, ...detail }, `edge: ${event}`)
+        },
+        // As the current user: a non-root sshd logs in only the user it runs as.
+        ssh: {
+          host: HOST,
+          port: first ? (opts.sshPort ?? 0) : 0,
+          upstreamUser: userInfo().username,
         },
       }
       edges.push(await startEdge(edgeOpts))
     }
+    // The project's sshd trusts every edge's upstream key; the demo account gets a key and access.
+    const upstreamKeys = await Promise.all(
+      edges.map(
+        async (_e, i) =>
+          (await loadEdgeKey(join(stateDir, `edge-${i + 1}`), 'upstream_ed25519')).publicLine,
+      ),
+    )
+    sshd = await startDemoSshd(join(stateDir, 'project-sshd'), upstreamKeys, log)
+    const demoKey = await writeDemoKey(stateDir)
+    const parsedKey = parseAuthorizedKey(demoKey.key.publicLine)
+    for (const edge of edges) {
+      await edge.access.grant(project, DEMO_ACCOUNT)
+      if (!(await edge.access.findSshKey(fingerprint(parsedKey.blob)))) {
+        await edge.access.addSshKey({
+          account: DEMO_ACCOUNT,
+          fingerprint: fingerprint(parsedKey.blob),
+          type: parsedKey.type,
+          publicKey: parsedKey.blob.toString('base64'),
+          comment: parsedKey.comment,
+        })
+      }
+    }
+    const knownHosts: string[] = []
+    for (let i = 0; i < edges.length; i++) {
+      const hk = await loadEdgeKey(join(stateDir, `edge-${i + 1}`), 'host_ed25519')
+      knownHosts.push(`[${HOST}]:${edges[i]!.ssh!.address.port} ${hk.publicLine}`)
+    }
+    await writeFile(join(stateDir, 'known_hosts'), knownHosts.join('\n') + '\n')
     const tunnels = edges.map((e) => hostPort(e.tunnel.address))
     const firstTunnel = edges[0]!.tunnel.address
     const tokenStore = new FileTokenStore(firstDir)
@@ -179,7 +234,11 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
       runners.push(identity.runnerId)
       log.info({ runner: identity.runnerId }, 'agent enrolled with a join token')
       const hosts =
-        i === 1 ? { [project]: { host: HOST, allowedPorts: [tcpEchoPort, httpPort] } } : {}
+        i === 1
+          ? {
+              [project]: { host: HOST, sshPort: sshd.port, allowedPorts: [tcpEchoPort, httpPort] },
+            }
+          : {}
       agents.push(
         await startAgent({
           stateDir: dir,
@@ -222,6 +281,10 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
       services,
       account: DEMO_ACCOUNT,
       token,
+      sshKey: demoKey.path,
+      knownHosts: knownHosts.join('\n') + '\n',
+      sshd: sshd.kind,
+      sshdPort: sshd.port,
       edges: edges.map((e, i) => ({
         id: e.edgeId,
         tunnel: tunnels[i]!,
@@ -229,6 +292,7 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
         tcp: hostPort(e.tcp[0]!.address),
         httpTcp: hostPort(e.tcp[1]!.address),
         http: hostPort(e.http!.address),
+        ssh: hostPort(e.ssh!.address),
       })),
       close,
     }

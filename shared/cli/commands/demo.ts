@@ -51,13 +51,17 @@ export interface ReadyLine {
     httpTcp: string
     /** HTTP and WebSocket ingress (issue 4). */
     http: string
+    /** SSH ingress (issue 5). */
+    ssh: string
   }>
   services: { tcpEcho: number; http: number }
   /** A user token of the demo account, a collaborator of the project (issue 4). */
   token: string
+  /** The demo account's private key, for `ssh -i`. */
+  sshKey: string
 }
 
-/** The one `--json` line, without its newline. Later issues add ssh and sshKey. */
+/** The one `--json` line, without its newline. */
 export function readyLine(c: DemoCluster): string {
   const ready: ReadyLine = {
     event: 'ready',
@@ -70,9 +74,11 @@ export function readyLine(c: DemoCluster): string {
       tcp: e.tcp,
       httpTcp: e.httpTcp,
       http: e.http,
+      ssh: e.ssh,
     })),
     services: { tcpEcho: c.services.tcpEchoPort, http: c.services.httpPort },
     token: c.token,
+    sshKey: c.sshKey,
   }
   return JSON.stringify(ready)
 }
@@ -100,6 +106,7 @@ export function banner(c: DemoCluster): string {
     lines.push(
       `  ${e.id.padEnd(10)}  tunnel ${e.tunnel}  admin ${e.admin ?? '(not yet)'}` +
         `  http ${e.http}  tcp->echo ${e.tcp}  tcp->http ${e.httpTcp}`,
+      `  tcp->echo ${e.tcp}  tcp->http ${e.httpTcp}  ssh ${e.ssh}`,
     )
   }
   // HTTP ingress (issue 4): the project's web server under /{project}/server/{port}/.
@@ -120,6 +127,8 @@ export function banner(c: DemoCluster): string {
     'Try (each goes through an edge, a yamux stream over mutual TLS, and the agent):',
     `  nc ${tcp.host} ${tcp.port}            type a line: it comes back`,
     `  curl http://${web}/       the page names the project and the runner`,
+    `  ssh -i ${c.sshKey} -p ${split(first.ssh).port} -o UserKnownHostsFile=${c.stateDir}/known_hosts ${c.project}@${split(first.ssh).host}`,
+    `      a shell in the project (its sshd: ${c.sshd === 'openssh' ? 'OpenSSH' : 'ssh2 fallback'}), through the edge's SSH ingress`,
     `  node --experimental-websocket -e "const w=new WebSocket('${wsUrl}');` +
       `w.onopen=()=>w.send('hi');w.onmessage=(m)=>{console.log(m.data);w.close()}"`,
     '      (WebSocket echo; Node 22+ does not need the flag)',
@@ -129,7 +138,6 @@ export function banner(c: DemoCluster): string {
     '  npm run bench:yamux          the yamux layer vs raw TLS and TCP',
     '  hopgate bench                the full benchmark vs TCP, a Node proxy, TLS relay, ssh -R',
     '',
-    'Not yet: SSH on :2222 comes in a later issue.',
     '',
     'Ctrl-C stops it.',
     '',
@@ -144,6 +152,7 @@ interface DemoCliOptions {
   tunnelPort: number
   adminPort: number
   webPort: number
+  sshPort: number
   edges: number
   agents: number
   project?: string | true
@@ -173,6 +182,7 @@ export function registerDemo(program: Command): void {
     )
     .addOption(portOption('--web-port <n>', 'HTTP and WebSocket ingress', 'HOPGATE_DEMO_WEB_PORT'))
     .addOption(portOption('--tunnel-port <n>', 'tunnel listener', 'HOPGATE_DEMO_TUNNEL_PORT'))
+    .addOption(portOption('--ssh-port <n>', 'SSH ingress', 'HOPGATE_DEMO_SSH_PORT'))
     .addOption(
       portOption(
         '--admin-port <n>',
@@ -222,6 +232,7 @@ export function registerDemo(program: Command): void {
           httpTcpPort: opts.httpPort,
           adminPort: opts.adminPort,
           webPort: opts.webPort,
+          sshPort: opts.sshPort,
           ...(opts.stateDir === undefined ? {} : { stateDir: resolve(opts.stateDir) }),
           log,
         })

@@ -63,6 +63,28 @@ export const edgeConfigSchema = z
       .array(z.string())
       .default([])
       .describe('raw TCP ingress <listen host:port>=<project>:<port>'),
+    // SSH ingress (issue 5): off unless ssh.listen (flag --ssh) is set.
+    ssh: z
+      .object({
+        listen: z.string().optional().describe('SSH ingress host:port, e.g. 0.0.0.0:2222'),
+        userCaFiles: z
+          .array(z.string())
+          .default([])
+          .describe('files of trusted user-CA public keys (authorized_keys lines)'),
+        upstreamUser: z
+          .string()
+          .default('{project}')
+          .describe("login on the project's sshd; {project} = UUID without dashes"),
+        allowRemoteForward: z.boolean().default(false).describe('allow ssh -R'),
+        loginGraceMs: z.number().int().min(1000).max(600_000).default(20_000),
+      })
+      .strict()
+      .default({
+        userCaFiles: [],
+        upstreamUser: '{project}',
+        allowRemoteForward: false,
+        loginGraceMs: 20_000,
+      }),
     heartbeatIntervalMs: z.number().int().min(50).max(600_000).default(5000),
     leaseTtlMs: z.number().int().min(100).max(3_600_000).optional(),
     cluster: z
@@ -122,6 +144,9 @@ export const edgeConfigSchema = z
   })
   .strict()
 
+/** `--ssh host:port` rather than the derived `--ssh-listen`. */
+const SSH_FLAGS = { '--ssh-listen': '--ssh' }
+
 export type EdgeConfig = z.output<typeof edgeConfigSchema>
 
 export function registerEdge(program: Command): void {
@@ -131,7 +156,7 @@ export function registerEdge(program: Command): void {
       'run an edge: tunnel listener, HTTP and WebSocket ingress, raw TCP ingress, admin API',
     )
     .option('--json', 'print one JSON ready line on stdout')
-  const rename = { '--http-listen': '--http' }
+  const rename = { '--http-listen': '--http', ...SSH_FLAGS }
   addConfigOptions(cmd, edgeConfigSchema, rename).action(async (opts: Record<string, unknown>) => {
     const config = configFromOptions(edgeConfigSchema, opts, rename)
     // Every address is checked before anything listens, so a typo exits 78 with nothing opened.
@@ -160,6 +185,16 @@ export function registerEdge(program: Command): void {
     const registry = c.registry
       ? new RedisEdgeRegistry({ redis: c.registry, clock: systemClock })
       : undefined
+    const ssh = config.ssh.listen ? parseHostPort(config.ssh.listen, 'ssh.listen', true) : undefined
+    const userCaKeys: string[] = []
+    for (const file of config.ssh.userCaFiles) {
+      const text = await readFile(file, 'utf8').catch((err: unknown) => {
+        throw new HopgateError('HOPGATE_ERR_CONFIG_INVALID', `ssh.userCaFiles: ${file}`, {
+          cause: err,
+        })
+      })
+      userCaKeys.push(...text.split('\n').filter((l) => l.trim() && !l.trim().startsWith('#')))
+    }
     const log = createLogger({ bindings: { cmd: 'edge' } })
     const signals = firstSignal(log)
     const metrics = new PromMetrics({ defaultMetrics: true })
@@ -177,6 +212,18 @@ export function registerEdge(program: Command): void {
         tcp,
         ...(http ? { http } : {}),
         heartbeatIntervalMs: config.heartbeatIntervalMs,
+        ...(ssh
+          ? {
+              ssh: {
+                host: ssh.host,
+                port: ssh.port,
+                userCaKeys,
+                upstreamUser: config.ssh.upstreamUser,
+                allowRemoteForward: config.ssh.allowRemoteForward,
+                limits: { loginGraceMs: config.ssh.loginGraceMs },
+              },
+            }
+          : {}),
         ...(config.leaseTtlMs !== undefined ? { leaseTtlMs: config.leaseTtlMs } : {}),
         ...(registry &&
           peer && {
@@ -196,7 +243,7 @@ export function registerEdge(program: Command): void {
           lameDuckMs: config.drain.lameDuckMs,
         },
         onEvent: (event, detail) => {
-          const quiet = event === 'session' || event === 'runner-revoked'
+          const quiet = event === 'session' || event === 'runner-revoked' || event === 'ssh-login'
           if (quiet) log.info({ event, ...detail }, event)
           else log.warn({ event, ...detail }, event)
         },
@@ -211,6 +258,7 @@ export function registerEdge(program: Command): void {
         store: edge.stores.choice.kind,
         peer: edge.cluster ? formatHostPort(edge.cluster.peer.address) : null,
         discovery: edge.cluster?.discovery ? formatHostPort(edge.cluster.discovery.address) : null,
+        ssh: edge.ssh ? formatHostPort(edge.ssh.address) : null,
       }
       log.info(ready, 'edge ready')
       if (opts.json) printJson(ready)

@@ -1,0 +1,364 @@
+// Upstream mode: after a user logged in as `<project>@edge`, the edge opens the project's `ssh`
+// target through the tunnel, logs in to the project's sshd with its own upstream key, and
+// bridges channels: sessions (pty-req, env, shell, exec, subsystem, window-change, signal,
+// exit-status, exit-signal, stderr), direct-tcpip to the project's localhost, and (when enabled)
+// remote forwarding. It cuts off an upstream that breaks channel limits (zero packet size, a
+// window that never opens, floods of forwarded connections). Auth and limits are not here.
+import type { Duplex } from 'node:stream'
+import ssh2 from 'ssh2'
+import type { ClientChannel, Connection, ServerChannel, Session, PseudoTtyInfo } from 'ssh2'
+import type { Clock } from '../../shared/clock.js'
+import { HopgateError, type ErrorCode } from '../../shared/errors.js'
+import type { StreamOpener } from '../tunnel/opener.js'
+import { UPSTREAM_ALGORITHMS } from './algorithms.js'
+
+export interface UpstreamPolicy {
+  /** `ssh -R`: remote port forwarding on the project's sshd. @default false */
+  allowRemoteForward: boolean
+  /** Certificate extensions, when the user logged in with one (permit-pty, permit-port-forwarding). */
+  extensions?: ReadonlySet<string>
+}
+
+export interface UpstreamOptions {
+  opener: StreamOpener
+  project: string
+  /** The login name on the project's sshd. */
+  user: string
+  /** The edge's upstream key, OpenSSH private key text. */
+  privateKey: string
+  clientAddress: string
+  traceId: string
+  clock: Clock
+  /** Upstream SSH handshake and login, ms. @default 10000 */
+  readyTimeoutMs?: number
+  /** A channel whose window stays 0 from its open this long is hostile, ms. @default 5000 */
+  stalledWindowMs?: number
+  /** Forwarded connections the upstream may open per second (with -R). @default 50 */
+  maxForwardedOpensPerSecond?: number
+  signal?: AbortSignal
+}
+
+/** Smaller max packets are hostile (ssh2 loops forever on 0); RFC 4254 peers use 32 KiB. */
+const MIN_PACKET_SIZE = 512
+const LOCALHOST = new Set(['localhost', '127.0.0.1', '::1'])
+
+export type UpstreamClient = InstanceType<typeof ssh2.Client>
+
+/** Opens the tunnel stream and logs in to the project's sshd. Throws HOPGATE_ERR_SSH_UPSTREAM_FAILED. */
+export async function connectUpstream(o: UpstreamOptions): Promise<UpstreamClient> {
+  let stream: Duplex
+  try {
+    stream = (
+      await o.opener.open({
+        project: o.project,
+        service: 'ssh',
+        clientAddress: o.clientAddress,
+        traceId: o.traceId,
+        ...(o.signal ? { signal: o.signal } : {}),
+      })
+    ).stream
+  } catch (err) {
+    throw new HopgateError('HOPGATE_ERR_SSH_UPSTREAM_FAILED', 'tunnel', { cause: err })
+  }
+  const client = new ssh2.Client()
+  // ssh2 can emit more than one error (e.g. a lost handshake, then the socket): never unhandled.
+  client.on('error', () => {})
+  return new Promise<UpstreamClient>((resolve, reject) => {
+    const fail = (err: unknown): void => {
+      stream.destroy()
+      reject(new HopgateError('HOPGATE_ERR_SSH_UPSTREAM_FAILED', 'login', { cause: err }))
+    }
+    const closedEarly = (): void => fail(new Error('closed before ready'))
+    client.once('ready', () => {
+      client.off('error', fail)
+      client.off('close', closedEarly)
+      // Later errors end in 'close', which the bridge handles.
+      client.on('error', () => {})
+      resolve(client)
+    })
+    client.once('error', fail)
+    client.once('close', closedEarly)
+    client.connect({
+      sock: stream,
+      username: o.user,
+      privateKey: o.privateKey,
+      readyTimeout: o.readyTimeoutMs ?? 10_000,
+      algorithms: UPSTREAM_ALGORITHMS,
+      // The tunnel is mutually authenticated and the agent dials only its registered target, so
+      // the project's host key adds nothing the edge could check against.
+      hostVerifier: () => true,
+      keepaliveInterval: 15_000,
+      keepaliveCountMax: 4,
+    })
+    stream.resume()
+  })
+}
+
+/**
+ * Bridges a logged-in user connection to its upstream client. Listeners go on at once (ssh2
+ * rejects channel opens nobody listens for); each waits for the upstream login.
+ */
+export function bridgeConnection(
+  down: Connection,
+  upstream: Promise<UpstreamClient>,
+  policy: UpstreamPolicy,
+  o: Pick<UpstreamOptions, 'clock' | 'stalledWindowMs' | 'maxForwardedOpensPerSecond'>,
+  onHostile: (code: ErrorCode, detail: string) => void,
+): void {
+  let closed = false
+  let up: UpstreamClient | undefined
+  const closeAll = (): void => {
+    if (closed) return
+    closed = true
+    up?.end()
+    down.end()
+  }
+  const hostile = (detail: string): void => {
+    onHostile('HOPGATE_ERR_SSH_UPSTREAM_HOSTILE', detail)
+    closeAll()
+  }
+  down.once('close', closeAll)
+  upstream.then(
+    (client) => {
+      up = client
+      if (closed) return void client.end()
+      client.once('close', closeAll)
+      listenUpstream(client)
+    },
+    () => closeAll(),
+  )
+
+  /** Cuts the connection if the upstream gave a channel limits ssh2 cannot work with. */
+  const guard = (ch: ClientChannel): boolean => {
+    const out = (ch as unknown as { outgoing: { packetSize: number; window: number } }).outgoing
+    if (!(out.packetSize >= MIN_PACKET_SIZE)) {
+      hostile(`max packet ${out.packetSize}`)
+      return false
+    }
+    if (out.window === 0) {
+      // A window that opens later is fine; one that never opens would hold the user forever.
+      const started = o.clock.now()
+      const poll = (): void => {
+        if (closed || out.window > 0) return
+        if (o.clock.now() - started >= (o.stalledWindowMs ?? 5000)) hostile('window never opened')
+        else o.clock.setTimeout(poll, 250)
+      }
+      o.clock.setTimeout(poll, 250)
+    }
+    return true
+  }
+
+  down.on('session', (accept) => {
+    const session = accept()
+    bridgeSession(session, upstream, policy, guard)
+  })
+
+  down.on('tcpip', (accept, reject, info) => {
+    if (!LOCALHOST.has(info.destIP) || !permits(policy, 'permit-port-forwarding')) return reject()
+    upstream.then(
+      (client) =>
+        client.forwardOut(info.srcIP, info.srcPort, info.destIP, info.destPort, (err, ch) => {
+          if (err || closed) return reject()
+          if (!guard(ch)) return reject()
+          pipeBoth(accept(), ch)
+        }),
+      () => reject(),
+    )
+  })
+
+  let opensThisSecond = 0
+  let secondStart = o.clock.now()
+  const listenUpstream = (client: UpstreamClient): void => {
+    client.on('tcp connection', (info, accept, reject) => {
+      const now = o.clock.now()
+      if (now - secondStart >= 1000) {
+        secondStart = now
+        opensThisSecond = 0
+      }
+      if (++opensThisSecond > (o.maxForwardedOpensPerSecond ?? 50)) {
+        reject()
+        return hostile('forwarded-tcpip flood')
+      }
+      down.forwardOut(info.destIP, info.destPort, info.srcIP, info.srcPort, (err, ch) => {
+        if (err) return reject()
+        pipeBoth(ch, accept())
+      })
+    })
+  }
+
+  down.on('request', (accept, reject, name, info) => {
+    const allowed = policy.allowRemoteForward && permits(policy, 'permit-port-forwarding')
+    const i = info
+    if (name === 'tcpip-forward' && allowed) {
+      upstream.then(
+        (c) =>
+          c.forwardIn(i.bindAddr, i.bindPort, (err, port) => (err ? reject?.() : accept?.(port))),
+        () => reject?.(),
+      )
+    } else if (name === 'cancel-tcpip-forward' && allowed) {
+      upstream.then(
+        (c) => c.unforwardIn(i.bindAddr, i.bindPort, (err) => (err ? reject?.() : accept?.())),
+        () => reject?.(),
+      )
+    } else {
+      reject?.()
+    }
+  })
+}
+
+function permits(policy: UpstreamPolicy, ext: string): boolean {
+  return !policy.extensions || policy.extensions.has(ext)
+}
+
+function pipeBoth(a: Duplex, b: Duplex): void {
+  a.on('error', () => b.destroy())
+  b.on('error', () => a.destroy())
+  a.pipe(b)
+  b.pipe(a)
+  a.once('close', () => b.destroy())
+  b.once('close', () => a.destroy())
+}
+
+function bridgeSession(
+  session: Session,
+  upstream: Promise<UpstreamClient>,
+  policy: UpstreamPolicy,
+  guard: (ch: ClientChannel) => boolean,
+): void {
+  let pty: PseudoTtyInfo | undefined
+  const env: Record<string, string> = {}
+  let upCh: ClientChannel | undefined
+  let pendingWindow: PseudoTtyInfo | undefined
+  let started = false
+
+  session.on('pty', (accept, reject, info) => {
+    if (started || !permits(policy, 'permit-pty')) return reject?.()
+    pty = info
+    accept?.()
+  })
+  session.on('env', (accept, reject, info) => {
+    // Bounded: sshd applies its own AcceptEnv; the edge only keeps a sane amount.
+    if (
+      started ||
+      Object.keys(env).length >= 64 ||
+      info.key.length > 256 ||
+      info.val.length > 4096
+    ) {
+      return reject?.()
+    }
+    env[info.key] = info.val
+    accept?.()
+  })
+  session.on('window-change', (accept, _reject, info) => {
+    if (upCh) upCh.setWindow(info.rows, info.cols, info.height, info.width)
+    else pendingWindow = { ...(pty ?? { term: 'xterm', modes: {} }), ...info }
+    accept?.()
+  })
+  session.on('signal', (accept, _reject, info) => {
+    upCh?.signal(info.name)
+    accept?.()
+  })
+  session.on('auth-agent', (_accept, reject) => reject?.())
+  session.on('x11', (_accept, reject) => reject?.())
+
+  type Accept = () => ServerChannel | undefined
+  const start = (
+    accept: Accept,
+    reject: (() => void) | undefined,
+    open: (up: UpstreamClient, cb: (err: Error | undefined, ch: ClientChannel) => void) => void,
+  ): void => {
+    if (started) return reject?.()
+    started = true
+    // Accept now: ssh2 refuses a late accept once the client sent EOF (exec with stdin at EOF
+    // does so at once), and the EOF would be lost. An upstream failure then ends the channel
+    // with a message and exit status 255, as ssh itself reports connection failures.
+    const down = accept()
+    if (!down) return
+    down.on('error', () => {})
+    const failed = (): void => {
+      if (down.destroyed) return
+      down.stderr.write('hopgate: the project could not be reached\r\n')
+      down.exit(255)
+      down.end()
+    }
+    upstream.then((up) => {
+      try {
+        open(up, (err, ch) => {
+          if (err || !guard(ch)) return failed()
+          if (down.destroyed || !down.writable) return void ch.close()
+          upCh = ch
+          if (pendingWindow) {
+            ch.setWindow(
+              pendingWindow.rows,
+              pendingWindow.cols,
+              pendingWindow.height,
+              pendingWindow.width,
+            )
+          }
+          bridgeChannel(down, ch)
+        })
+      } catch {
+        // ssh2 throws synchronously when the upstream socket is already gone.
+        failed()
+      }
+    }, failed)
+  }
+  const ptyOpt = (): false | Record<string, unknown> =>
+    pty
+      ? {
+          rows: pty.rows,
+          cols: pty.cols,
+          height: pty.height,
+          width: pty.width,
+          term: pty.term,
+          modes: pty.modes,
+        }
+      : false
+
+  session.on('shell', (accept, reject) =>
+    start(accept, reject, (up, cb) => up.shell(ptyOpt() as never, { env }, cb)),
+  )
+  session.on('exec', (accept, reject, info) =>
+    start(accept, reject, (up, cb) => {
+      const p = ptyOpt()
+      up.exec(info.command, { env, ...(p ? { pty: p } : {}) }, cb)
+    }),
+  )
+  session.on('subsystem', (accept, reject, info) =>
+    start(accept, reject, (up, cb) => up.subsys(info.name, cb)),
+  )
+}
+
+/**
+ * Data both ways with backpressure; upstream stderr to downstream stderr; the exit status or
+ * signal forwarded after the last byte of output and before the channel closes.
+ */
+function bridgeChannel(down: ServerChannel, up: ClientChannel): void {
+  let exit: [number] | [string, boolean, string] | undefined
+  up.on('exit', (code: number | null, signal?: string, core?: boolean, desc?: string) => {
+    exit =
+      code !== null && code !== undefined ? [code] : [signal ?? 'KILL', core ?? false, desc ?? '']
+  })
+  down.on('error', () => up.destroy())
+  up.on('error', () => down.destroy())
+  down.pipe(up)
+  up.stderr.pipe(down.stderr, { end: false })
+  up.pipe(down, { end: false })
+  let finished = false
+  const finish = (): void => {
+    if (finished) return
+    finished = true
+    // A zero-length write completes after every earlier chunk went out: the status comes last.
+    down.write(Buffer.alloc(0), () => {
+      if (exit && exit.length === 1) down.exit(exit[0])
+      else if (exit) down.exit(exit[0], exit[1], exit[2])
+      down.end()
+    })
+  }
+  up.once('end', () => (up.destroyed ? finish() : up.once('close', finish)))
+  up.once('close', () => {
+    if (up.readableEnded) finish()
+    else up.once('end', finish)
+  })
+  down.once('close', () => up.close())
+}
