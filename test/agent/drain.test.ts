@@ -32,7 +32,11 @@ t.test('drain on the only edge: replacement first, in-flight stream survives', a
   tt.equal(await inflight.roundTrip('before drain'), 'before drain', 'stream up')
   tt.equal(old.session.streamCount, 2, 'control + the in-flight stream on the old session')
 
-  tt.equal(e.edge.adviseDrain({ reason: 'edge shutting down' }, 'runner-d'), 1, 'one session advised')
+  tt.equal(
+    e.edge.adviseDrain({ reason: 'edge shutting down' }, 'runner-d'),
+    1,
+    'one session advised',
+  )
   await until(() => e.edge.sessions.pick('runner-d') !== old, 'replacement registered')
   const replacement = e.edge.sessions.pick('runner-d')!
   tt.not(replacement.session, old.session, 'a new session')
