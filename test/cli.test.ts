@@ -73,8 +73,43 @@ interface Ready {
   project: string
   runner: string
   stateDir: string
-  edges: Array<{ tunnel: string; admin: string | null; tcp: string; httpTcp: string }>
+  edges: Array<{ tunnel: string; admin: string | null; tcp: string; httpTcp: string; ssh: string }>
   services: { tcpEcho: number; http: number }
+  sshKey: string
+}
+
+/** `ssh` (OpenSSH's client) through the demo edge as the demo account; resolves code and stdout. */
+async function sshThrough(ready: Ready, command: string): Promise<[number | null, string]> {
+  const [host, port] = [
+    ready.edges[0]!.ssh.replace(/:\d+$/, ''),
+    ready.edges[0]!.ssh.split(':').pop()!,
+  ]
+  const child = spawn(
+    'ssh',
+    [
+      '-F',
+      '/dev/null',
+      '-i',
+      ready.sshKey,
+      '-p',
+      port,
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+      '-o',
+      'LogLevel=ERROR',
+      `${ready.project}@${host}`,
+      command,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  )
+  let out = ''
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()))
+  const [code] = (await once(child, 'exit')) as [number | null]
+  return [code, out]
 }
 
 const HOST_PORT = /^127\.0\.0\.1:[1-9]\d*$/
@@ -130,7 +165,7 @@ void t.test(
     const { ready, stop } = await startDemo(t, [])
     t.same(
       Object.keys(ready),
-      ['event', 'project', 'runner', 'stateDir', 'edges', 'services', 'token'],
+      ['event', 'project', 'runner', 'stateDir', 'edges', 'services', 'token', 'sshKey'],
       'ready line has exactly its fields',
     )
     t.equal(ready.event, 'ready')
@@ -140,7 +175,11 @@ void t.test(
     t.ok(ready.stateDir.startsWith(tmpdir()), 'a throwaway state dir under the temp dir')
     t.equal(ready.edges.length, 1, 'one edge by default')
     const edge = ready.edges[0]!
-    t.same(Object.keys(edge), ['tunnel', 'admin', 'tcp', 'httpTcp', 'http'], 'edge entry fields')
+    t.same(
+      Object.keys(edge),
+      ['tunnel', 'admin', 'tcp', 'httpTcp', 'http', 'ssh'],
+      'edge entry fields',
+    )
     for (const k of ['tunnel', 'tcp', 'httpTcp'] as const) t.match(edge[k], HOST_PORT, k)
     t.ok(edge.admin === null || HOST_PORT.test(edge.admin), 'admin is host:port or null')
     t.same(Object.keys(ready.services), ['tcpEcho', 'http'], 'services fields')
@@ -168,6 +207,11 @@ void t.test(
     t.ok(page.includes(ready.project), 'the page names the project')
     t.ok(page.includes(ready.runner), 'the page names the runner')
     t.equal(await wsEcho(edge.httpTcp, 'ping over ws'), 'ping over ws', 'WebSocket echo at /ws')
+    // SSH ingress (issue 5): the demo account's key, the project's sshd behind the tunnel.
+    t.match(edge.ssh, HOST_PORT, 'ssh')
+    const [sshCode, sshOut] = await sshThrough(ready, 'echo hello-$((40+2)); exit 3')
+    t.equal(sshOut.trim(), 'hello-42', 'ssh through the edge runs the command in the project')
+    t.equal(sshCode, 3, "the command's exit status comes back")
 
     const [code, signal, stderr] = await stop()
     t.equal(signal, null, 'not killed by the signal')
