@@ -378,6 +378,8 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
         ...(opts.renderMetrics ? { metrics: opts.renderMetrics } : {}),
       }),
     )
+    const started = admin
+    opened.push(() => started.close())
   }
   const adviseDrain = (advice: DrainAdvice, runnerId?: string): number => {
     const n = sessions.drain(advice, runnerId)
