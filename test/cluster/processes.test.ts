@@ -13,7 +13,7 @@ import { EmbeddedStore } from '../../edge/routing/embedded-store.js'
 import { startAgent } from '../../agent/agent.js'
 import { tempDir } from '../helpers/echo.js'
 import { clusterStateDirs, enroll, report, taggedServer, until } from './helpers.js'
-import { redisMissing, startRedis } from '../helpers/redis.js'
+import { redisMissing, startRedis } from './redis.js'
 import { serveStore } from './fixtures/store-rpc.js'
 import type { TapTest } from '../helpers/yamux-pair.js'
 

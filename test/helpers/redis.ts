@@ -42,13 +42,6 @@ export function redisAvailable(t: TapTest): boolean {
   return false
 }
 
-/** For a subtest's `skip` option: why Redis tests cannot run here, or undefined. Throws in CI. */
-export function redisMissing(): string | undefined {
-  if (haveRedisServer()) return undefined
-  if (process.env.CI === 'true') throw new Error(`${REDIS_SERVER} is required in CI`)
-  return `redis-server not found at ${REDIS_SERVER}`
-}
-
 async function freePort(): Promise<number> {
   const srv = net.createServer()
   srv.listen(0, '127.0.0.1')
