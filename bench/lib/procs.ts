@@ -91,6 +91,8 @@ export class Child<C extends { cmd: string } = Command, R extends Reply = Reply>
         ...childLoader(),
         '--expose-gc',
         ...(prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : []),
+        // e.g. "--trace-gc": flags NODE_OPTIONS refuses, for looking inside one bench process.
+        ...(process.env.HOPGATE_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean),
       ],
       stdio: ['ignore', 2, 'inherit', 'ipc'],
     })
