@@ -203,17 +203,36 @@ export function bridgeConnection(
   let up: UpstreamClient | undefined
   // Open session channels: told why before a hostile upstream is cut off.
   const sessions = new Set<ServerChannel>()
+  // Set while a hostile upstream is being cut: the user's channels close first, see hostile().
+  let cutting = false
   const closeAll = (): void => {
-    if (closed) return
+    if (closed || cutting) return
     closed = true
     up?.end()
     down.end()
   }
   const hostile = (detail: string): void => {
-    if (closed) return
+    if (closed || cutting) return
+    cutting = true
     onHostile('HOPGATE_ERR_SSH_UPSTREAM_HOSTILE', detail)
-    for (const ch of sessions) {
-      if (ch.destroyed || !ch.writable) continue
+    // No polite end for a peer that floods or stalls: its tunnel stream goes at once.
+    up?.destroy()
+    // The user's connection ends only after its sessions closed (or 1 s): OpenSSH drops
+    // stderr it has not printed yet when a disconnect arrives, and the message would be lost.
+    const open = [...sessions].filter((ch) => !ch.destroyed && ch.writable)
+    let left = open.length
+    const finish = (): void => {
+      cutting = false
+      closeAll()
+    }
+    if (left === 0) return finish()
+    const timer = o.clock.setTimeout(finish, 1000)
+    for (const ch of open) {
+      ch.once('close', () => {
+        if (--left > 0) return
+        o.clock.clearTimeout(timer)
+        finish()
+      })
       ch.stderr.write(
         'hopgate: the project sshd broke SSH channel limits and was disconnected ' +
           '(HOPGATE_ERR_SSH_UPSTREAM_HOSTILE)\r\n',
@@ -221,9 +240,6 @@ export function bridgeConnection(
       ch.exit(255)
       ch.end()
     }
-    // No polite end for a peer that floods or stalls: the tunnel stream goes at once.
-    up?.destroy()
-    closeAll()
   }
   down.once('close', closeAll)
   upstream.then(
