@@ -9,6 +9,8 @@ import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
 import { existsSync } from 'node:fs'
+import { copyFile, mkdtemp, rm } from 'node:fs/promises'
+import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import WebSocket from 'ws'
 
@@ -76,10 +78,16 @@ interface Ready {
   edges: Array<{ tunnel: string; admin: string | null; tcp: string; httpTcp: string; ssh: string }>
   services: { tcpEcho: number; http: number }
   sshKey: string
+  sshCert?: string
 }
 
 /** `ssh` (OpenSSH's client) through the demo edge as the demo account; resolves code and stdout. */
-async function sshThrough(ready: Ready, command: string): Promise<[number | null, string]> {
+async function sshThrough(
+  ready: Ready,
+  command: string,
+  key = ready.sshKey,
+  extra: string[] = [],
+): Promise<[number | null, string]> {
   const [host, port] = [
     ready.edges[0]!.ssh.replace(/:\d+$/, ''),
     ready.edges[0]!.ssh.split(':').pop()!,
@@ -90,7 +98,8 @@ async function sshThrough(ready: Ready, command: string): Promise<[number | null
       '-F',
       '/dev/null',
       '-i',
-      ready.sshKey,
+      key,
+      ...extra,
       '-p',
       port,
       '-o',
@@ -219,6 +228,77 @@ void t.test(
     t.notOk(existsSync(ready.stateDir), 'the temp state dir is removed')
   },
 )
+
+void t.test('demo --json --ssh-user-ca: the demo account logs in by certificate', async (t) => {
+  const { ready, stop } = await startDemo(t, ['--ssh-user-ca'])
+  t.same(
+    Object.keys(ready),
+    ['event', 'project', 'runner', 'stateDir', 'edges', 'services', 'token', 'sshKey', 'sshCert'],
+    'the ready line gains sshCert, last',
+  )
+  t.equal(ready.sshCert, `${ready.sshKey}-cert.pub`, 'beside the key, where ssh -i finds it')
+  const listed = await collect(spawn('ssh-keygen', ['-L', '-f', ready.sshCert!]))
+  t.equal(listed.code, 0, 'ssh-keygen reads the certificate')
+  t.match(listed.stdout, /user certificate/, 'a user certificate')
+  t.match(listed.stdout, /Principals:\s+demo\s/, 'for the demo account only')
+  const certOnly = ['-o', 'IdentitiesOnly=yes', '-o', `CertificateFile=${ready.sshCert}`]
+  const [code, out] = await sshThrough(ready, 'echo by-cert', ready.sshKey, certOnly)
+  t.equal(code, 0, 'ssh with CertificateFile logs in')
+  t.equal(out.trim(), 'by-cert', 'and runs the command in the project')
+
+  // The same private key elsewhere, with no certificate or a wrong one beside it.
+  const dir = await mkdtemp(join(tmpdir(), 'hopgate-cli-cert-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const key = join(dir, 'k')
+  await copyFile(ready.sshKey, key)
+  await copyFile(`${ready.sshKey}.pub`, `${key}.pub`)
+  const bare = await sshThrough(ready, 'echo no', key, ['-o', 'IdentitiesOnly=yes'])
+  t.equal(bare[0], 255, 'the bare key is refused: it is not registered, the certificate is needed')
+  const keygen = (args: string[]): Promise<Done> => collect(spawn('ssh-keygen', ['-q', ...args]))
+  t.equal(
+    (await keygen(['-t', 'ed25519', '-N', '', '-C', 'other-ca', '-f', join(dir, 'other_ca')])).code,
+    0,
+  )
+  const signWith = async (ca: string, principal: string): Promise<void> => {
+    await rm(`${key}-cert.pub`, { force: true })
+    const r = await keygen([
+      '-s',
+      ca,
+      '-I',
+      'wrong',
+      '-n',
+      principal,
+      '-V',
+      '-5m:+1h',
+      `${key}.pub`,
+    ])
+    t.equal(r.code, 0, `ssh-keygen signs (${principal})${r.stderr ? `: ${r.stderr}` : ''}`)
+  }
+  const withCert = ['-o', 'IdentitiesOnly=yes', '-o', `CertificateFile=${key}-cert.pub`]
+  await signWith(join(dir, 'other_ca'), 'demo')
+  t.equal(
+    (await sshThrough(ready, 'echo no', key, withCert))[0],
+    255,
+    'a certificate from another CA is refused',
+  )
+  await signWith(join(ready.stateDir, 'ssh_user_ca'), 'someone-else')
+  t.equal(
+    (await sshThrough(ready, 'echo no', key, withCert))[0],
+    255,
+    "the demo CA's certificate for another principal is refused",
+  )
+  await signWith(join(ready.stateDir, 'ssh_user_ca'), 'demo')
+  const good = await sshThrough(ready, 'echo by-ssh-keygen-cert', key, withCert)
+  t.same(
+    good,
+    [0, 'by-ssh-keygen-cert\n'],
+    "ssh-keygen's certificate from the demo CA (its key file) logs in",
+  )
+
+  const [exit, signal, stderr] = await stop()
+  t.equal(signal, null)
+  t.equal(exit, 0, `exits 0 on SIGTERM${stderr ? `; stderr: ${stderr}` : ''}`)
+})
 
 void t.test('demo --json --edges 2 --agents 2: both edges reach the project', async (t) => {
   const { ready, stop } = await startDemo(t, ['--edges', '2', '--agents', '2', '--project'])

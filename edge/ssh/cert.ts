@@ -2,11 +2,15 @@
 // the raw certificate blob to the auth handler unchecked. Pure: no I/O, time comes in as a
 // parameter. Verifies the CA signature against trusted CA keys, the certificate type (user),
 // principals, the validity window and critical options; the user's own signature over the
-// session is auth.ts's job, made with the key this module returns.
+// session is auth.ts's job, made with the key this module returns. Also signs ed25519 user
+// certificates with an ed25519 CA (the demo's CA; tests), so verification has a second writer
+// besides ssh-keygen.
 import { isIP } from 'node:net'
+import { randomBytes, sign, type KeyObject } from 'node:crypto'
 import { HopgateError } from '../../shared/errors.js'
 import {
   SshReader,
+  ed25519Blob,
   fingerprint,
   parsePublicKeyBlob,
   readKeyFields,
@@ -211,4 +215,67 @@ export function trustedCaSet(lines: readonly string[]): Set<string> {
     out.add(fingerprint(parsePublicKeyBlob(Buffer.from(b64, 'base64')).blob))
   }
   return out
+}
+
+/** OpenSSH's default extensions for user certificates (ssh-keygen -s), in the sorted order the format requires. */
+export const DEFAULT_USER_EXTENSIONS = [
+  'permit-X11-forwarding',
+  'permit-agent-forwarding',
+  'permit-port-forwarding',
+  'permit-pty',
+  'permit-user-rc',
+] as const
+
+export interface UserCertRequest {
+  /** The CA's ed25519 private key. */
+  caKey: KeyObject
+  /** The certified key's public blob (ssh-ed25519 only). */
+  keyBlob: Buffer
+  keyId: string
+  principals: readonly string[]
+  /** Unix seconds. */
+  validAfter: number
+  validBefore: number
+  serial?: bigint
+  extensions?: readonly string[]
+}
+
+/** An ed25519 user certificate as an OpenSSH `-cert.pub` line (no critical options). */
+export function signUserCertificate(req: UserCertRequest): string {
+  const key = parsePublicKeyBlob(req.keyBlob)
+  if (key.type !== 'ssh-ed25519') {
+    throw new HopgateError('HOPGATE_ERR_SSH_UNSUPPORTED_KEY', 'only ed25519 keys are certified')
+  }
+  const u64 = (n: bigint): Buffer => {
+    const b = Buffer.alloc(8)
+    b.writeBigUInt64BE(n)
+    return b
+  }
+  const u32 = (n: number): Buffer => {
+    const b = Buffer.alloc(4)
+    b.writeUInt32BE(n)
+    return b
+  }
+  const certType = 'ssh-ed25519-cert-v01@openssh.com'
+  const pub = new SshReader(req.keyBlob)
+  pub.string() // key type
+  const extensions = [...(req.extensions ?? DEFAULT_USER_EXTENSIONS)].sort()
+  const signed = Buffer.concat([
+    sshString(certType),
+    sshString(randomBytes(32)),
+    sshString(pub.string()),
+    u64(req.serial ?? 0n),
+    u32(SSH_CERT_TYPE_USER),
+    sshString(req.keyId),
+    sshString(Buffer.concat(req.principals.map((p) => sshString(p)))),
+    u64(BigInt(req.validAfter)),
+    u64(BigInt(req.validBefore)),
+    sshString(''),
+    sshString(Buffer.concat(extensions.flatMap((e) => [sshString(e), sshString('')]))),
+    sshString(''),
+    sshString(ed25519Blob(req.caKey)),
+  ])
+  const sig = Buffer.concat([sshString('ssh-ed25519'), sshString(sign(null, signed, req.caKey))])
+  const blob = Buffer.concat([signed, sshString(sig)])
+  return `${certType} ${blob.toString('base64')} ${req.keyId}`
 }

@@ -19,7 +19,12 @@ import { SshAuthenticator, type Identity } from './auth.js'
 import { trustedCaSet } from './cert.js'
 import { PreAuthLimiter, type PreAuthLimitOptions, type PreAuthTicket } from './limits.js'
 import { serveProxyJump } from './proxyjump.js'
-import { bridgeConnection, connectUpstream, type UpstreamClient } from './upstream.js'
+import {
+  bridgeConnection,
+  connectUpstream,
+  type UpstreamClient,
+  type UpstreamGuardOptions,
+} from './upstream.js'
 import { parseSshUsername, type SshUser } from './username.js'
 
 export interface SshIngressOptions {
@@ -43,6 +48,8 @@ export interface SshIngressOptions {
   /** Let users `ssh -R` on the project's sshd. @default false */
   allowRemoteForward?: boolean
   limits?: PreAuthLimitOptions
+  /** When a project's sshd is cut off as hostile (edge/ssh/upstream.ts). */
+  upstreamGuards?: UpstreamGuardOptions
   /** Monotonic clock for limits and watchdogs. @default systemClock */
   clock?: Clock
   /** Wall clock (Unix ms) for certificate validity. @default wallClock */
@@ -202,6 +209,7 @@ export async function startSshIngress(o: SshIngressOptions): Promise<SshIngress>
         traceId,
         clock,
         signal: ac.signal,
+        ...(o.upstreamGuards ? { guards: o.upstreamGuards } : {}),
       })
       upstream.then(
         (client) => {
@@ -224,7 +232,7 @@ export async function startSshIngress(o: SshIngressOptions): Promise<SshIngress>
           allowRemoteForward: o.allowRemoteForward ?? false,
           ...(id.cert ? { extensions: id.cert.extensions } : {}),
         },
-        { clock },
+        { clock, ...(o.upstreamGuards ? { guards: o.upstreamGuards } : {}) },
         (code, detail) => refused(code, { traceId, project: u.project, detail }),
       )
     })

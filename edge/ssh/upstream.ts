@@ -3,7 +3,8 @@
 // bridges channels: sessions (pty-req, env, shell, exec, subsystem, window-change, signal,
 // exit-status, exit-signal, stderr), direct-tcpip to the project's localhost, and (when enabled)
 // remote forwarding. It cuts off an upstream that breaks channel limits (zero packet size, a
-// window that never opens, floods of forwarded connections). Auth and limits are not here.
+// window that never opens, floods of channel opens or global requests), telling the user why.
+// Auth and pre-auth limits are not here.
 import type { Duplex } from 'node:stream'
 import ssh2 from 'ssh2'
 import type { ClientChannel, Connection, ServerChannel, Session, PseudoTtyInfo } from 'ssh2'
@@ -31,11 +32,31 @@ export interface UpstreamOptions {
   clock: Clock
   /** Upstream SSH handshake and login, ms. @default 10000 */
   readyTimeoutMs?: number
-  /** A channel whose window stays 0 from its open this long is hostile, ms. @default 5000 */
+  signal?: AbortSignal
+  /** Cut-offs for a project sshd that breaks the protocol's limits. */
+  guards?: UpstreamGuardOptions
+}
+
+/** Limits on what a project's sshd may do to the edge; past them the upstream is cut off. */
+export interface UpstreamGuardOptions {
+  /**
+   * A channel whose window stays 0 from its open this long is hostile, ms. Checked every
+   * min(250, this/4) ms, so the cut-off lands within 5 s of the open. @default 4000
+   */
   stalledWindowMs?: number
   /** Forwarded connections the upstream may open per second (with -R). @default 50 */
   maxForwardedOpensPerSecond?: number
-  signal?: AbortSignal
+  /**
+   * Channel opens the edge never asked for (x11, agent, session, forwarded-tcpip without a
+   * forward) plus global requests, per second, before the upstream is cut off. @default 20
+   */
+  maxUnsolicitedPerSecond?: number
+}
+
+export const UPSTREAM_GUARD_DEFAULTS: Required<UpstreamGuardOptions> = {
+  stalledWindowMs: 4000,
+  maxForwardedOpensPerSecond: 50,
+  maxUnsolicitedPerSecond: 20,
 }
 
 /** Smaller max packets are hostile (ssh2 loops forever on 0); RFC 4254 peers use 32 KiB. */
@@ -43,6 +64,64 @@ const MIN_PACKET_SIZE = 512
 const LOCALHOST = new Set(['localhost', '127.0.0.1', '::1'])
 
 export type UpstreamClient = InstanceType<typeof ssh2.Client>
+
+/** Where a flood detected on a logged-in upstream is reported (set by bridgeConnection). */
+const floodHandlers = new WeakMap<UpstreamClient, (detail: string) => void>()
+
+type Handler = (...args: unknown[]) => void
+interface Ssh2Internals {
+  _protocol: { _handlers: Record<string, Handler> }
+  _forwarding: Record<string, unknown>
+}
+
+/**
+ * Counts the messages a hostile sshd can send without limit and ssh2 answers on its own (channel
+ * opens it auto-rejects, global requests), by wrapping ssh2's protocol handlers: ssh2 emits no
+ * event for them. Past the rate, later ones are dropped unanswered and `onFlood` fires once.
+ */
+function guardUnsolicited(
+  client: UpstreamClient,
+  clock: Clock,
+  maxPerSecond: number,
+  onFlood: (detail: string) => void,
+): void {
+  const internals = client as unknown as Ssh2Internals
+  const handlers = internals._protocol._handlers
+  let windowStart = clock.now()
+  let count = 0
+  let tripped = false
+  const over = (what: string): boolean => {
+    if (tripped) return true
+    const now = clock.now()
+    if (now - windowStart >= 1000) {
+      windowStart = now
+      count = 0
+    }
+    if (++count <= maxPerSecond) return false
+    tripped = true
+    onFlood(`${what} flood`)
+    return true
+  }
+  const open = handlers.CHANNEL_OPEN
+  const global = handlers.GLOBAL_REQUEST
+  if (open) {
+    handlers.CHANNEL_OPEN = (p, info) => {
+      const i = info as { type: string; data?: { destIP?: string; destPort?: number } }
+      // Forwarded connections for a forward the edge asked for have their own rate limit.
+      const asked =
+        i.type === 'forwarded-tcpip' &&
+        internals._forwarding[`${i.data?.destIP}:${i.data?.destPort}`] !== undefined
+      if ((!asked || tripped) && over('channel-open')) return
+      open(p, info)
+    }
+  }
+  if (global) {
+    handlers.GLOBAL_REQUEST = (...args) => {
+      if (over('global-request')) return
+      global(...args)
+    }
+  }
+}
 
 /** Opens the tunnel stream and logs in to the project's sshd. Throws HOPGATE_ERR_SSH_UPSTREAM_FAILED. */
 export async function connectUpstream(o: UpstreamOptions): Promise<UpstreamClient> {
@@ -78,6 +157,14 @@ export async function connectUpstream(o: UpstreamOptions): Promise<UpstreamClien
     })
     client.once('error', fail)
     client.once('close', closedEarly)
+    let ready = false
+    client.once('ready', () => (ready = true))
+    const onFlood = (detail: string): void => {
+      if (!ready) return fail(new HopgateError('HOPGATE_ERR_SSH_UPSTREAM_HOSTILE', detail))
+      const report = floodHandlers.get(client)
+      if (report) report(detail)
+      else client.destroy()
+    }
     client.connect({
       sock: stream,
       username: o.user,
@@ -90,6 +177,12 @@ export async function connectUpstream(o: UpstreamOptions): Promise<UpstreamClien
       keepaliveInterval: 15_000,
       keepaliveCountMax: 4,
     })
+    guardUnsolicited(
+      client,
+      o.clock,
+      o.guards?.maxUnsolicitedPerSecond ?? UPSTREAM_GUARD_DEFAULTS.maxUnsolicitedPerSecond,
+      onFlood,
+    )
     stream.resume()
   })
 }
@@ -102,26 +195,58 @@ export function bridgeConnection(
   down: Connection,
   upstream: Promise<UpstreamClient>,
   policy: UpstreamPolicy,
-  o: Pick<UpstreamOptions, 'clock' | 'stalledWindowMs' | 'maxForwardedOpensPerSecond'>,
+  o: Pick<UpstreamOptions, 'clock' | 'guards'>,
   onHostile: (code: ErrorCode, detail: string) => void,
 ): void {
+  const g = { ...UPSTREAM_GUARD_DEFAULTS, ...o.guards }
   let closed = false
   let up: UpstreamClient | undefined
+  // Open session channels: told why before a hostile upstream is cut off.
+  const sessions = new Set<ServerChannel>()
+  // Set while a hostile upstream is being cut: the user's channels close first, see hostile().
+  let cutting = false
   const closeAll = (): void => {
-    if (closed) return
+    if (closed || cutting) return
     closed = true
     up?.end()
     down.end()
   }
   const hostile = (detail: string): void => {
+    if (closed || cutting) return
+    cutting = true
     onHostile('HOPGATE_ERR_SSH_UPSTREAM_HOSTILE', detail)
-    closeAll()
+    // No polite end for a peer that floods or stalls: its tunnel stream goes at once.
+    up?.destroy()
+    // The user's connection ends only after its sessions closed (or 1 s): OpenSSH drops
+    // stderr it has not printed yet when a disconnect arrives, and the message would be lost.
+    const open = [...sessions].filter((ch) => !ch.destroyed && ch.writable)
+    let left = open.length
+    const finish = (): void => {
+      cutting = false
+      closeAll()
+    }
+    if (left === 0) return finish()
+    const timer = o.clock.setTimeout(finish, 1000)
+    for (const ch of open) {
+      ch.once('close', () => {
+        if (--left > 0) return
+        o.clock.clearTimeout(timer)
+        finish()
+      })
+      ch.stderr.write(
+        'hopgate: the project sshd broke SSH channel limits and was disconnected ' +
+          '(HOPGATE_ERR_SSH_UPSTREAM_HOSTILE)\r\n',
+      )
+      ch.exit(255)
+      ch.end()
+    }
   }
   down.once('close', closeAll)
   upstream.then(
     (client) => {
       up = client
       if (closed) return void client.end()
+      floodHandlers.set(client, hostile)
       client.once('close', closeAll)
       listenUpstream(client)
     },
@@ -138,19 +263,23 @@ export function bridgeConnection(
     if (out.window === 0) {
       // A window that opens later is fine; one that never opens would hold the user forever.
       const started = o.clock.now()
+      const every = Math.min(250, g.stalledWindowMs / 4)
       const poll = (): void => {
         if (closed || out.window > 0) return
-        if (o.clock.now() - started >= (o.stalledWindowMs ?? 5000)) hostile('window never opened')
-        else o.clock.setTimeout(poll, 250)
+        if (o.clock.now() - started >= g.stalledWindowMs) hostile('window never opened')
+        else o.clock.setTimeout(poll, every)
       }
-      o.clock.setTimeout(poll, 250)
+      o.clock.setTimeout(poll, every)
     }
     return true
   }
 
   down.on('session', (accept) => {
     const session = accept()
-    bridgeSession(session, upstream, policy, guard)
+    bridgeSession(session, upstream, policy, guard, (ch) => {
+      sessions.add(ch)
+      ch.once('close', () => sessions.delete(ch))
+    })
   })
 
   down.on('tcpip', (accept, reject, info) => {
@@ -175,13 +304,16 @@ export function bridgeConnection(
         secondStart = now
         opensThisSecond = 0
       }
-      if (++opensThisSecond > (o.maxForwardedOpensPerSecond ?? 50)) {
+      if (++opensThisSecond > g.maxForwardedOpensPerSecond) {
         reject()
         return hostile('forwarded-tcpip flood')
       }
       down.forwardOut(info.destIP, info.destPort, info.srcIP, info.srcPort, (err, ch) => {
         if (err) return reject()
-        pipeBoth(ch, accept())
+        const upCh = accept()
+        // The upstream's packet size and window arrive with its open: same limits as ours.
+        if (!guard(upCh)) return void ch.destroy()
+        pipeBoth(ch, upCh)
       })
     })
   }
@@ -224,6 +356,7 @@ function bridgeSession(
   upstream: Promise<UpstreamClient>,
   policy: UpstreamPolicy,
   guard: (ch: ClientChannel) => boolean,
+  opened: (ch: ServerChannel) => void,
 ): void {
   let pty: PseudoTtyInfo | undefined
   const env: Record<string, string> = {}
@@ -275,8 +408,9 @@ function bridgeSession(
     const down = accept()
     if (!down) return
     down.on('error', () => {})
+    opened(down)
     const failed = (): void => {
-      if (down.destroyed) return
+      if (down.destroyed || !down.writable) return
       down.stderr.write('hopgate: the project could not be reached\r\n')
       down.exit(255)
       down.end()

@@ -20,7 +20,7 @@ import { UserTokens, USER_TOKEN_KEY_FILE } from '../../edge/auth/user-tokens.js'
 import { userInfo } from 'node:os'
 import { loadEdgeKey } from '../../edge/ssh/host-key.js'
 import { fingerprint, parseAuthorizedKey } from '../../edge/ssh/wire.js'
-import { startDemoSshd, writeDemoKey, type DemoSshd } from './ssh.js'
+import { loadDemoUserCa, startDemoSshd, writeDemoCert, writeDemoKey, type DemoSshd } from './ssh.js'
 
 /**
  * The demo account: a collaborator of the sample project, with a user token (HTTP, issue 4)
@@ -51,6 +51,11 @@ export interface DemoClusterOptions {
   sshPort?: number
   /** Used (and kept) when given; otherwise a temp dir is created and removed by close(). */
   stateDir?: string
+  /**
+   * An SSH user CA in the state dir that every edge trusts; the demo key then logs in with its
+   * certificate only (it is not registered as a plain key). @default false
+   */
+  sshUserCa?: boolean
   log: Logger
 }
 
@@ -79,6 +84,8 @@ export interface DemoCluster {
   token: string
   /** The demo account's private key (0600) for `ssh -i`. */
   sshKey: string
+  /** With `sshUserCa`: the demo key's certificate (`<sshKey>-cert.pub`). */
+  sshCert?: string
   /** known_hosts lines pinning each edge's SSH host key. */
   knownHosts: string
   sshd: DemoSshd['kind']
@@ -145,6 +152,7 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
     services = await startDemoServices({ project, runner: () => runners[0] ?? '', log })
     const { tcpEchoPort, httpPort } = services
 
+    const userCa = opts.sshUserCa ? await loadDemoUserCa(stateDir) : undefined
     // Edges: edge-1 creates both CAs; the others copy them and get their own edge certs.
     const firstDir = join(stateDir, 'edge-1')
     for (let i = 1; i <= opts.edges; i++) {
@@ -182,6 +190,7 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
           host: HOST,
           port: first ? (opts.sshPort ?? 0) : 0,
           upstreamUser: userInfo().username,
+          ...(userCa ? { userCaKeys: [userCa.publicLine] } : {}),
         },
       }
       edges.push(await startEdge(edgeOpts))
@@ -196,9 +205,21 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
     sshd = await startDemoSshd(join(stateDir, 'project-sshd'), upstreamKeys, log)
     const demoKey = await writeDemoKey(stateDir)
     const parsedKey = parseAuthorizedKey(demoKey.key.publicLine)
+    // With a CA the certificate is the credential: the bare key is not registered, so a login
+    // proves the certificate checks (CA, principal, validity) passed.
+    const sshCert = userCa
+      ? await writeDemoCert(
+          demoKey.path,
+          demoKey.key,
+          userCa.key,
+          DEMO_ACCOUNT,
+          wallClock.now(),
+          DEMO_TOKEN_TTL_MS,
+        )
+      : undefined
     for (const edge of edges) {
       await edge.access.grant(project, DEMO_ACCOUNT)
-      if (!(await edge.access.findSshKey(fingerprint(parsedKey.blob)))) {
+      if (!userCa && !(await edge.access.findSshKey(fingerprint(parsedKey.blob)))) {
         await edge.access.addSshKey({
           account: DEMO_ACCOUNT,
           fingerprint: fingerprint(parsedKey.blob),
@@ -282,6 +303,7 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
       account: DEMO_ACCOUNT,
       token,
       sshKey: demoKey.path,
+      ...(sshCert ? { sshCert } : {}),
       knownHosts: knownHosts.join('\n') + '\n',
       sshd: sshd.kind,
       sshdPort: sshd.port,

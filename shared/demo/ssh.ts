@@ -1,17 +1,24 @@
 // The demo project's sshd: OpenSSH with a throwaway config on a free loopback port when `sshd` is
 // installed, else a small ssh2 server that runs commands and a shell with /bin/sh (no pty).
 // Either trusts only the edges' upstream keys, as a real project's sshd would. Also the demo
-// account's key pair, written 0600 into the state directory for `ssh -i`.
+// account's key pair, written 0600 into the state directory for `ssh -i`, and (with a user CA)
+// the CA key and the demo key's certificate beside it.
 import net from 'node:net'
 import { once } from 'node:events'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { access, mkdir, writeFile } from 'node:fs/promises'
+import { access, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { constants } from 'node:fs'
 import { join } from 'node:path'
 import ssh2 from 'ssh2'
-import { newUserKey, type EdgeSshKey } from '../../edge/ssh/host-key.js'
-import { parseAuthorizedKey, parsePublicKeyBlob } from '../../edge/ssh/wire.js'
-import { verify } from 'node:crypto'
+import { keyFromText, newUserKey, type EdgeSshKey } from '../../edge/ssh/host-key.js'
+import { signUserCertificate } from '../../edge/ssh/cert.js'
+import {
+  authorizedKeyLine,
+  openSshPrivateKey,
+  parseAuthorizedKey,
+  parsePublicKeyBlob,
+} from '../../edge/ssh/wire.js'
+import { generateKeyPairSync, verify, type KeyObject } from 'node:crypto'
 import type { Logger } from '../log.js'
 
 const HOST = '127.0.0.1'
@@ -157,5 +164,49 @@ export async function writeDemoKey(dir: string): Promise<{ path: string; key: Ed
   const path = join(dir, 'demo_ed25519')
   await writeFile(path, key.privateKey, { mode: 0o600 })
   await writeFile(`${path}.pub`, key.publicLine + '\n')
+  // A certificate left by an earlier run in a kept state dir names the old key: ssh would offer it.
+  await rm(`${path}-cert.pub`, { force: true })
   return { path, key }
+}
+
+/** The demo's SSH user CA: `<dir>/ssh_user_ca` (0600) and `.pub`, made once and kept with the dir. */
+export async function loadDemoUserCa(dir: string): Promise<{ key: KeyObject; publicLine: string }> {
+  const path = join(dir, 'ssh_user_ca')
+  let key: KeyObject
+  try {
+    key = keyFromText(await readFile(path, 'utf8'))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+    key = generateKeyPairSync('ed25519').privateKey
+    await writeFile(path, openSshPrivateKey(key, 'hopgate-demo-user-ca'), { mode: 0o600 })
+  }
+  const publicLine = authorizedKeyLine(key, 'hopgate-demo-user-ca')
+  await writeFile(`${path}.pub`, publicLine + '\n')
+  return { key, publicLine }
+}
+
+/**
+ * Certifies the demo key for `account` (the only principal) from five minutes ago for `ttlMs`,
+ * written to `<keyPath>-cert.pub`, where `ssh -i <keyPath>` finds it on its own. Returns the path.
+ */
+export async function writeDemoCert(
+  keyPath: string,
+  key: EdgeSshKey,
+  ca: KeyObject,
+  account: string,
+  nowMs: number,
+  ttlMs: number,
+): Promise<string> {
+  const now = Math.floor(nowMs / 1000)
+  const line = signUserCertificate({
+    caKey: ca,
+    keyBlob: parseAuthorizedKey(key.publicLine).blob,
+    keyId: `hopgate-demo-${account}`,
+    principals: [account],
+    validAfter: now - 300,
+    validBefore: now + Math.floor(ttlMs / 1000),
+  })
+  const path = `${keyPath}-cert.pub`
+  await writeFile(path, line + '\n')
+  return path
 }

@@ -59,6 +59,8 @@ export interface ReadyLine {
   token: string
   /** The demo account's private key, for `ssh -i`. */
   sshKey: string
+  /** With `--ssh-user-ca`: the key's certificate, `<sshKey>-cert.pub` (the only credential then). */
+  sshCert?: string
 }
 
 /** The one `--json` line, without its newline. */
@@ -79,6 +81,7 @@ export function readyLine(c: DemoCluster): string {
     services: { tcpEcho: c.services.tcpEchoPort, http: c.services.httpPort },
     token: c.token,
     sshKey: c.sshKey,
+    ...(c.sshCert ? { sshCert: c.sshCert } : {}),
   }
   return JSON.stringify(ready)
 }
@@ -129,6 +132,12 @@ export function banner(c: DemoCluster): string {
     `  curl http://${web}/       the page names the project and the runner`,
     `  ssh -i ${c.sshKey} -p ${split(first.ssh).port} -o UserKnownHostsFile=${c.stateDir}/known_hosts ${c.project}@${split(first.ssh).host}`,
     `      a shell in the project (its sshd: ${c.sshd === 'openssh' ? 'OpenSSH' : 'ssh2 fallback'}), through the edge's SSH ingress`,
+    ...(c.sshCert
+      ? [
+          `      logs in with the certificate ${c.sshCert} (ssh finds it beside the key;`,
+          `       signed by the demo user CA ${c.stateDir}/ssh_user_ca, principal ${c.account})`,
+        ]
+      : []),
     `  node --experimental-websocket -e "const w=new WebSocket('${wsUrl}');` +
       `w.onopen=()=>w.send('hi');w.onmessage=(m)=>{console.log(m.data);w.close()}"`,
     '      (WebSocket echo; Node 22+ does not need the flag)',
@@ -157,6 +166,7 @@ interface DemoCliOptions {
   agents: number
   project?: string | true
   stateDir?: string
+  sshUserCa?: boolean
 }
 
 const portOption = (flags: string, what: string, env: string): Option =>
@@ -206,6 +216,11 @@ export function registerDemo(program: Command): void {
         `the sample project's id; alone (or "random") a random one (default ${DEMO_PROJECT})`,
       ).argParser(parseProject),
     )
+    .option(
+      '--ssh-user-ca',
+      'create an SSH user CA in the state dir that the edges trust, and log the demo account in ' +
+        'with a certificate (printed as sshCert) instead of a registered key',
+    )
     .addOption(
       new Option(
         '--state-dir <dir>',
@@ -233,6 +248,7 @@ export function registerDemo(program: Command): void {
           adminPort: opts.adminPort,
           webPort: opts.webPort,
           sshPort: opts.sshPort,
+          ...(opts.sshUserCa ? { sshUserCa: true } : {}),
           ...(opts.stateDir === undefined ? {} : { stateDir: resolve(opts.stateDir) }),
           log,
         })
