@@ -1,9 +1,11 @@
 // Graceful drain of one edge (SIGTERM): not ready at once (/readyz 503), no new agent sessions,
 // draining in the registry (peers stop forwarding here), `drain` advice to every agent (connect
 // elsewhere first), then after a lame-duck period (load balancers see the 503 and stop sending)
-// no new user connections; in-flight streams get until the grace period ends, then the edge
-// closes. It owns the sequence and its timing only; each step is the edge's (edge/edge.ts).
+// no new user connections; in-flight streams (SSH sessions too) get until the grace period ends,
+// then the edge closes (SSH users get a disconnect). It owns the sequence and its timing only; each step is the edge's (edge/edge.ts).
 import { systemClock, type Clock } from '../shared/clock.js'
+import { noopMetrics, type Metrics } from '../shared/metrics.js'
+import { EDGE_CLUSTER_METRICS } from './cluster/metrics.js'
 
 export interface DrainConfig {
   /** From the start of the drain to the forced close, in ms. @default 30000 */
@@ -29,7 +31,7 @@ export interface DrainTarget {
   adviseAgents(): number
   /** User ingress takes no new connections (live ones go on). */
   stopIngress(): void
-  /** User connections and forwarded streams still open. */
+  /** User connections (raw TCP, HTTP, SSH) and forwarded streams still open. */
   inflight(): number
   close(): Promise<void>
 }
@@ -46,9 +48,18 @@ export interface DrainReport {
 export async function drainEdge(
   target: DrainTarget,
   config: DrainConfig = {},
-  deps: { clock?: Clock; onEvent?: (event: string, detail: Record<string, unknown>) => void } = {},
+  deps: {
+    clock?: Clock
+    onEvent?: (event: string, detail: Record<string, unknown>) => void
+    /** hopgate_edge_draining, _drain_inflight, _drain_cut_total (edge/cluster/metrics.ts). */
+    metrics?: Metrics
+  } = {},
 ): Promise<DrainReport> {
   const clock = deps.clock ?? systemClock
+  const metrics = deps.metrics ?? noopMetrics
+  const drainingGauge = metrics.gauge(EDGE_CLUSTER_METRICS.draining)
+  const inflightGauge = metrics.gauge(EDGE_CLUSTER_METRICS.drainInflight)
+  const cut = metrics.counter(EDGE_CLUSTER_METRICS.drainCut)
   const grace = config.gracePeriodMs ?? 30_000
   const lameDuck = Math.min(config.lameDuckMs ?? 2000, grace)
   const poll = config.pollIntervalMs ?? 50
@@ -67,6 +78,7 @@ export async function drainEdge(
 
   async function run(): Promise<DrainReport> {
     target.setNotReady()
+    drainingGauge.set(1)
     target.stopTunnel()
     await target
       .markDraining()
@@ -76,10 +88,13 @@ export async function drainEdge(
     await sleep(lameDuck)
     target.stopIngress()
     const inflightAtStop = target.inflight()
+    inflightGauge.set(inflightAtStop)
     while (target.inflight() > 0 && clock.now() - started < grace) {
       await sleep(Math.min(poll, Math.max(1, grace - (clock.now() - started))))
+      inflightGauge.set(target.inflight())
     }
     const inflightCut = target.inflight()
+    if (inflightCut > 0) cut.inc(undefined, inflightCut)
     await target.close()
     const report = { agentsAdvised, inflightAtStop, inflightCut, elapsedMs: clock.now() - started }
     deps.onEvent?.('drain-finished', report)

@@ -34,6 +34,7 @@ import { startPeerListener, type PeerListener } from './cluster/peer-listener.js
 import { Forwarder } from './cluster/forwarder.js'
 import { startDiscovery, type DiscoveryServer } from './cluster/discovery.js'
 import { drainEdge, type DrainConfig, type DrainReport } from './drain.js'
+import { EDGE_CLUSTER_METRICS } from './cluster/metrics.js'
 
 /** Many edges (edge/cluster/): registry membership, the peer link, forwarding, discovery. */
 export interface ClusterOptions {
@@ -240,6 +241,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
         pki,
         sessions,
         onEvent: event,
+        metrics,
       }),
     )
     opened.push(() => peer.close())
@@ -262,7 +264,7 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     opened.push(() => member.stop())
     const links = new PeerLinks({ pki })
     opened.push(async () => links.close())
-    forwarder = new Forwarder({ store, member, links, onEvent: event })
+    forwarder = new Forwarder({ store, member, links, onEvent: event, metrics })
     let discovery: DiscoveryServer | undefined
     if (c.discoveryPort !== undefined) {
       const d = await guard(
@@ -362,6 +364,8 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
     ssh = started
   }
   let draining = false
+  // Scraped from the start (0), so a dashboard sees the drain begin rather than a new series.
+  metrics.gauge(EDGE_CLUSTER_METRICS.draining).set(0)
   let admin: AdminServer | undefined
   if (opts.adminPort !== undefined) {
     admin = await guard(
@@ -411,12 +415,13 @@ export async function startEdge(opts: EdgeOptions): Promise<Edge> {
         stopIngress: () => {
           for (const t of tcp) t.server.close()
           http?.server.close()
+          ssh?.stopAccepting()
         },
-        inflight: () => userConnections + (cluster?.peer.inflight ?? 0),
+        inflight: () => userConnections + (ssh?.connections ?? 0) + (cluster?.peer.inflight ?? 0),
         close,
       },
       opts.drain,
-      { onEvent: event },
+      { onEvent: event, metrics },
     ))
   return {
     edgeId: pki.edgeId,

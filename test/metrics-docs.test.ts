@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { EDGE_TUNNEL_METRICS } from '../edge/tunnel/metrics.js'
 import { AGENT_METRICS } from '../agent/metrics.js'
+import { EDGE_CLUSTER_METRICS } from '../edge/cluster/metrics.js'
 import { checkMetricDef, type MetricDef } from '../shared/metrics.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -21,7 +22,11 @@ const kindOf = (def: MetricDef): 'counter' | 'gauge' =>
   def.name.endsWith('_total') ? 'counter' : 'gauge'
 
 t.test('every defined metric is documented with its type and labels', async (tt) => {
-  const defs: MetricDef[] = [...Object.values(EDGE_TUNNEL_METRICS), ...Object.values(AGENT_METRICS)]
+  const defs: MetricDef[] = [
+    ...Object.values(EDGE_TUNNEL_METRICS),
+    ...Object.values(AGENT_METRICS),
+    ...Object.values(EDGE_CLUSTER_METRICS),
+  ]
   tt.ok(defs.length >= 14, 'definitions found')
   for (const def of defs) {
     tt.doesNotThrow(() => checkMetricDef(def, kindOf(def)), `${def.name} follows the contract`)

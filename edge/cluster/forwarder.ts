@@ -12,6 +12,9 @@ import type { ClusterMember } from './member.js'
 import type { PeerLinks } from './peer-link.js'
 import type { EdgeRecord } from './registry.js'
 import { MAX_HOPS, PeerStatus, encodePreamble, isPeerStatus } from './peer-wire.js'
+import { noopMetrics, type Counter, type Metrics } from '../../shared/metrics.js'
+import { codeLabel } from '../tunnel/metrics.js'
+import { EDGE_CLUSTER_METRICS } from './metrics.js'
 
 export interface ForwarderOptions {
   store: RouteStore
@@ -22,6 +25,8 @@ export interface ForwarderOptions {
   /** The first byte back (peer refusal or the agent's status) must come within this, in ms. @default 10000 */
   statusTimeoutMs?: number
   onEvent?(event: string, detail: Record<string, unknown>): void
+  /** Forwarded streams and tries (edge/cluster/metrics.ts). @default noopMetrics */
+  metrics?: Metrics
 }
 
 export interface ForwardRequest {
@@ -32,10 +37,28 @@ export interface ForwardRequest {
 }
 
 export class Forwarder {
-  constructor(private readonly opts: ForwarderOptions) {}
+  private readonly streams: Counter
+  private readonly attempts: Counter
+
+  constructor(private readonly opts: ForwarderOptions) {
+    const metrics = opts.metrics ?? noopMetrics
+    this.streams = metrics.counter(EDGE_CLUSTER_METRICS.forwardStreams)
+    this.attempts = metrics.counter(EDGE_CLUSTER_METRICS.forwardAttempts)
+  }
 
   /** A stream through another edge, positioned after an ok status (paused), or a typed error. */
   async forward(req: ForwardRequest): Promise<YamuxStream> {
+    try {
+      const stream = await this.tryCandidates(req)
+      this.streams.inc({ result: 'ok' })
+      return stream
+    } catch (err) {
+      this.streams.inc({ result: codeLabel(isHopgateError(err) ? err.code : undefined) })
+      throw err
+    }
+  }
+
+  private async tryCandidates(req: ForwardRequest): Promise<YamuxStream> {
     const candidates = await this.candidates(req.runner)
     let last: unknown
     for (const edge of candidates.slice(0, this.opts.maxAttempts ?? 3)) {
@@ -46,6 +69,7 @@ export class Forwarder {
         stream = link.openStream()
       } catch (err) {
         last = err
+        this.attempts.inc({ outcome: 'link_failed' })
         this.opts.onEvent?.('forward-link-failed', { edgeId: edge.edgeId, err })
         continue
       }
@@ -54,6 +78,7 @@ export class Forwarder {
         Buffer.concat([encodePreamble({ runnerId: req.runner, hops: MAX_HOPS }), req.header]),
       )
       const answer = await this.firstByte(stream, req.signal)
+      this.attempts.inc({ outcome: answer.kind === 'status' ? 'answered' : 'refused' })
       if (answer.kind === 'status') {
         const err = statusToError(answer.status)
         if (!err) return stream

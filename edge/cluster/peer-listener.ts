@@ -15,6 +15,8 @@ import { PEER_ALPN } from '../../certs/wire.js'
 import type { Pki } from '../../certs/pki.js'
 import type { SessionTable } from '../tunnel/sessions.js'
 import { MAX_HOPS, MAX_PREAMBLE_BYTES, PeerStatus, decodePreamble } from './peer-wire.js'
+import { noopMetrics, type Metrics } from '../../shared/metrics.js'
+import { EDGE_CLUSTER_METRICS } from './metrics.js'
 
 export interface PeerListenerOptions {
   host: string
@@ -25,6 +27,8 @@ export interface PeerListenerOptions {
   /** The preamble must arrive within this, in ms. @default 5000 */
   preambleTimeoutMs?: number
   onEvent?: (event: string, detail: Record<string, unknown>) => void
+  /** Relayed streams by result, and those in flight (edge/cluster/metrics.ts). */
+  metrics?: Metrics
 }
 
 export interface PeerListener {
@@ -52,6 +56,10 @@ export async function startPeerListener(opts: PeerListenerOptions): Promise<Peer
   const links = new Set<Session>()
   const sockets = new Set<tls.TLSSocket>()
   let inflight = 0
+  const metrics = opts.metrics ?? noopMetrics
+  const results = metrics.counter(EDGE_CLUSTER_METRICS.peerStreams)
+  const inflightGauge = metrics.gauge(EDGE_CLUSTER_METRICS.peerInflight)
+  inflightGauge.set(0)
   server.on('tlsClientError', (err, socket) =>
     event('peer-refused', {
       code: 'HOPGATE_ERR_PKI_TLS_UNVERIFIED',
@@ -85,11 +93,13 @@ export async function startPeerListener(opts: PeerListenerOptions): Promise<Peer
     link.once('close', () => links.delete(link))
     link.on('stream', (stream) => {
       inflight++
+      inflightGauge.set(inflight)
       let done = false
       const finish = (): void => {
         if (done) return
         done = true
         inflight--
+        inflightGauge.set(inflight)
       }
       stream.once('close', finish)
       relay(stream, peerEdge).catch((err: unknown) => {
@@ -103,16 +113,19 @@ export async function startPeerListener(opts: PeerListenerOptions): Promise<Peer
     stream.on('error', () => {})
     const head = await readPreamble(stream, opts.preambleTimeoutMs ?? 5000)
     if (head === undefined) {
+      results.inc({ result: 'bad_preamble' })
       stream.end(Buffer.from([PeerStatus.BadPreamble]))
       return
     }
     const { preamble, rest } = head
     if (preamble.hops > MAX_HOPS) {
+      results.inc({ result: 'hop_limit' })
       stream.end(Buffer.from([PeerStatus.HopLimit]))
       return
     }
     const entry = opts.sessions.pick(preamble.runnerId)
     if (!entry) {
+      results.inc({ result: 'no_session' })
       stream.end(Buffer.from([PeerStatus.NoSession]))
       return
     }
@@ -121,12 +134,14 @@ export async function startPeerListener(opts: PeerListenerOptions): Promise<Peer
       upstream = entry.session.openStream()
     } catch {
       // The session is going away or at its backlog: the ingress edge tries another holder.
+      results.inc({ result: 'no_session' })
       stream.end(Buffer.from([PeerStatus.NoSession]))
       return
     }
     upstream.on('error', () => {})
     if (rest.length > 0) upstream.write(rest)
     bridge(upstream, stream)
+    results.inc({ result: 'relayed' })
     stream.resume()
     event('peer-forwarded', { peerEdge, runnerId: preamble.runnerId })
   }

@@ -61,6 +61,11 @@ export interface SshIngressOptions {
 export interface SshIngress {
   address: net.AddressInfo
   limiter: PreAuthLimiter
+  /** Open SSH connections, pre-auth ones included: a graceful drain waits for them. */
+  readonly connections: number
+  /** Takes no new connections (drain: they are refused); open ones go on until close(). */
+  stopAccepting(): void
+  /** Ends every connection with an SSH disconnect (upstreams first), then the listener. */
   close(): Promise<void>
 }
 
@@ -103,6 +108,8 @@ export async function startSshIngress(o: SshIngressOptions): Promise<SshIngress>
   // Logged-in upstream clients: ended gracefully on close, so each project sshd sees a
   // disconnect and the agent's target socket closes, before the tunnel goes away.
   const upstreams = new Set<UpstreamClient>()
+  // User connections, so close() can say goodbye in SSH (a disconnect) rather than cut TCP.
+  const conns = new Set<Connection>()
 
   const ssh = new ssh2.Server(
     { hostKeys: [o.hostKey], algorithms: SERVER_ALGORITHMS, ident: 'hopgate' },
@@ -119,6 +126,8 @@ export async function startSshIngress(o: SshIngressOptions): Promise<SshIngress>
     let user: SshUser | null | undefined
     let identity: Identity | undefined
     conn.on('error', () => {})
+    conns.add(conn)
+    conn.once('close', () => conns.delete(conn))
     const fail = (ctx: AuthContext, code: ErrorCode, methods: string[]): void => {
       refused(code, { traceId, peer })
       const over = ticket.failedAttempt()
@@ -269,12 +278,29 @@ export async function startSshIngress(o: SshIngressOptions): Promise<SshIngress>
   return {
     address: tcp.address() as net.AddressInfo,
     limiter,
+    get connections() {
+      return sockets.size
+    },
+    stopAccepting: () => {
+      if (tcp.listening) tcp.close()
+    },
     close: async () => {
       const ended = [...upstreams].map(
         (c) => new Promise<void>((resolve) => c.once('close', () => resolve()).end()),
       )
       await Promise.race([Promise.all(ended), new Promise((r) => setTimeout(r, 2000).unref())])
       const closed = new Promise<void>((resolve) => tcp.close(() => resolve()))
+      // What the upstreams' ends did not already end (ProxyJump, pre-auth) gets a disconnect
+      // too; a client that does not close its side within 500 ms is cut.
+      const gone = [...sockets].map((s) => new Promise<void>((r) => s.once('close', () => r())))
+      for (const c of conns) {
+        try {
+          c.end()
+        } catch {
+          // Already ending: its socket closes by itself.
+        }
+      }
+      await Promise.race([Promise.all(gone), new Promise((r) => setTimeout(r, 500).unref())])
       for (const s of sockets) s.destroy()
       await closed
     },

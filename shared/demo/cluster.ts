@@ -3,6 +3,8 @@
 // CAs (edge-2.. get their own edge certs from the copied edge CA), M agents each enrolled with a
 // join token over TLS and keeping two reverse sessions to every edge, and the sample project
 // (hosted by the first agent) whose services are reachable through raw TCP ingress on each edge.
+// With `store: redis://...` the edges share Redis (under a per-run key prefix, removed on close)
+// and an edge registry, each agent dials two edges, and the others reach it by forwarding.
 import { copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -21,6 +23,10 @@ import { userInfo } from 'node:os'
 import { loadEdgeKey } from '../../edge/ssh/host-key.js'
 import { fingerprint, parseAuthorizedKey } from '../../edge/ssh/wire.js'
 import { loadDemoUserCa, startDemoSshd, writeDemoCert, writeDemoKey, type DemoSshd } from './ssh.js'
+import { parseStoreChoice } from '../../edge/stores.js'
+import { RedisEdgeRegistry } from '../../edge/cluster/redis-registry.js'
+import { systemClock } from '../clock.js'
+import { demoKeyPrefix, removeKeys } from './redis.js'
 
 /**
  * The demo account: a collaborator of the sample project, with a user token (HTTP, issue 4)
@@ -56,6 +62,12 @@ export interface DemoClusterOptions {
    * certificate only (it is not registered as a plain key). @default false
    */
   sshUserCa?: boolean
+  /**
+   * `redis://...`: every edge shares it (routes, tokens, revocations, ACL, SSH keys, the edge
+   * registry) under a key prefix of this run only, removed by close(); agents then connect to two
+   * edges each and the others forward. @default 'embedded' (one store per edge)
+   */
+  store?: string
   log: Logger
 }
 
@@ -91,6 +103,8 @@ export interface DemoCluster {
   sshd: DemoSshd['kind']
   /** The project's sshd on loopback (the agent's ssh target; bench/ssh.ts dials it directly). */
   sshdPort: number
+  /** With a shared store: where, and the key prefix of this run (gone after close()). */
+  store?: { kind: 'redis'; keyPrefix: string }
   /** Agents, edges, services, then the temp state dir; idempotent. */
   close(): Promise<void>
 }
@@ -126,6 +140,13 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
   let services: DemoServices | undefined
   let sshd: DemoSshd | undefined
   let closing: Promise<void> | undefined
+  const choice = parseStoreChoice(opts.store ?? 'embedded')
+  const shared =
+    choice.kind === 'redis' ? { url: choice.url, keyPrefix: demoKeyPrefix() } : undefined
+  // One registry for the edges of this process; each edge keeps its own lease in it.
+  const registry = shared
+    ? new RedisEdgeRegistry({ redis: shared.url, clock: systemClock, prefix: shared.keyPrefix })
+    : undefined
 
   const close = (): Promise<void> =>
     (closing ??= (async () => {
@@ -138,6 +159,14 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
       }
       await Promise.all(agents.map((a) => step(`agent ${a.runnerId}`, () => a.close())))
       await Promise.all(edges.map((e) => step(`edge ${e.edgeId}`, () => e.close())))
+      if (registry) await step('edge registry', () => registry.close())
+      if (shared) {
+        // Last, after every edge wrote its goodbyes: nothing of this run stays in Redis.
+        await step('redis keys', async () => {
+          const n = await removeKeys(shared.url, shared.keyPrefix)
+          log.info({ keyPrefix: shared.keyPrefix, removed: n }, 'demo keys removed from redis')
+        })
+      }
       const svc = services
       if (svc) await step('services', () => svc.close())
       const d = sshd
@@ -182,7 +211,8 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
         ],
         http: { host: HOST, port: first ? opts.webPort : 0 },
         onEvent: (event, detail) => {
-          const level = event === 'session' || event === 'ssh-login' ? 'debug' : 'warn'
+          const routine = ['session', 'ssh-login', 'peer-forwarded'].includes(event)
+          const level = routine ? 'debug' : 'warn'
           log[level]({ edge: `edge-${i}`, event, ...detail }, `edge: ${event}`)
         },
         // As the current user: a non-root sshd logs in only the user it runs as.
@@ -192,6 +222,12 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
           upstreamUser: userInfo().username,
           ...(userCa ? { userCaKeys: [userCa.publicLine] } : {}),
         },
+        ...(shared &&
+          registry && {
+            store: shared.url,
+            storeKeyPrefix: shared.keyPrefix,
+            cluster: { registry, peerHost: HOST, peerPort: 0 },
+          }),
       }
       edges.push(await startEdge(edgeOpts))
     }
@@ -237,10 +273,16 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
     await writeFile(join(stateDir, 'known_hosts'), knownHosts.join('\n') + '\n')
     const tunnels = edges.map((e) => hostPort(e.tunnel.address))
     const firstTunnel = edges[0]!.tunnel.address
-    const tokenStore = new FileTokenStore(firstDir)
+    // The store edge-1 checks join tokens against (the shared one with --store).
+    const tokenStore = shared ? edges[0]!.stores.tokens : new FileTokenStore(firstDir)
     const { pki } = await initCa(firstDir, { edgeId: 'edge-1' })
 
-    // Agents: each enrolls once through edge-1, then dials every edge.
+    // Agents: each enrolls once through edge-1, then dials every edge; with a shared store two
+    // edges each (agent i: edges i and i+1, wrapping), so some edge has no session and forwards.
+    const edgesOf = (i: number): number[] =>
+      shared && edges.length > 2
+        ? [(i - 1) % edges.length, i % edges.length]
+        : edges.map((_e, j) => j)
     for (let i = 1; i <= opts.agents; i++) {
       const runnerId = `demo-runner-${i}`
       const token = await createJoinToken(tokenStore, {
@@ -263,8 +305,8 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
       agents.push(
         await startAgent({
           stateDir: dir,
-          edges: tunnels,
-          slots: opts.slotsPerEdge * opts.edges,
+          edges: edgesOf(i).map((j) => tunnels[j]!),
+          slots: opts.slotsPerEdge * edgesOf(i).length,
           projects: hosts,
           report: () => ({
             capacity: { maxProjects: 10, cpus: 2, memoryBytes: 8 * GiB },
@@ -284,11 +326,16 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
       account: DEMO_ACCOUNT,
       ttlMs: DEMO_TOKEN_TTL_MS,
     })
-    for (const edge of edges) {
+    for (const [j, edge] of edges.entries()) {
+      const here = runners.filter((_r, i) => edgesOf(i + 1).includes(j))
       await until(
         async () =>
-          runners.every((r) => edge.sessions.sessions(r).length >= opts.slotsPerEdge) &&
-          (await edge.store.getRoute(project))?.runner === host,
+          here.every((r) => edge.sessions.sessions(r).length >= opts.slotsPerEdge) &&
+          (await edge.store.getRoute(project))?.runner === host &&
+          // A forwarding edge needs its peers and the runner's edges before the first user.
+          (!edge.cluster ||
+            (edge.cluster.member.peers().length === edges.length - 1 &&
+              ((await edge.store.getRunner(host))?.edges.length ?? 0) >= edgesOf(1).length)),
         `sessions and the project's route on ${edge.edgeId}`,
       )
     }
@@ -307,6 +354,7 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
       knownHosts: knownHosts.join('\n') + '\n',
       sshd: sshd.kind,
       sshdPort: sshd.port,
+      ...(shared && { store: { kind: 'redis' as const, keyPrefix: shared.keyPrefix } }),
       edges: edges.map((e, i) => ({
         id: e.edgeId,
         tunnel: tunnels[i]!,

@@ -7,7 +7,7 @@ import { once } from 'node:events'
 import { copyFile, mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { initCa } from '../../certs/pki.js'
-import { createJoinToken, FileTokenStore } from '../../certs/tokens.js'
+import { createJoinToken, FileTokenStore, type TokenStore } from '../../certs/tokens.js'
 import { joinOverTls, saveRunnerIdentity } from '../../certs/enroll.js'
 import { wallClock } from '../../certs/state.js'
 import { tempDir } from '../helpers/echo.js'
@@ -36,15 +36,19 @@ export async function clusterStateDirs(tt: TapTest, ids: string[]): Promise<stri
   return dirs
 }
 
-/** Enrolls `runnerId` through the edge whose state dir and tunnel port are given. */
+/**
+ * Enrolls `runnerId` through the edge whose state dir and tunnel port are given; the join token
+ * goes into `tokens` (the edge's shared store), else the edge's embedded one.
+ */
 export async function enroll(
   tt: TapTest,
   edgeDir: string,
   tunnelPort: number,
   runnerId: string,
+  tokens: TokenStore = new FileTokenStore(edgeDir),
 ): Promise<string> {
   const { pki } = await initCa(edgeDir)
-  const token = await createJoinToken(new FileTokenStore(edgeDir), {
+  const token = await createJoinToken(tokens, {
     runnerId,
     ttlMs: 15 * 60_000,
     edgeCaFingerprint: pki.edgeCa.fingerprint.base64url,

@@ -1,6 +1,7 @@
-// Three edge processes (real kill -9 and SIGTERM), an edge registry in a real redis-server, one
-// route store shared over loopback (fixtures/store-rpc.ts, until the Redis store lands), two
-// agents in this process. A load balancer stand-in sends a steady stream of new connections to
+// Three edge processes (real kill -9 and SIGTERM) sharing a real redis-server as their store
+// (`store: redis://`: routes, runners, join tokens, ACL, revocations) and edge registry, two
+// agents in this process. A route change made through one edge's admin API is obeyed by the
+// other processes within 1 s. A load balancer stand-in sends a steady stream of new connections to
 // the edges it last saw ready (/readyz every 100 ms). Edge-1 is killed, edge-3 drained: the
 // drained edge loses no connection, and new connections through the survivors succeed within 5 s.
 import t from 'tap'
@@ -9,12 +10,12 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
 import { join } from 'node:path'
 import { systemClock } from '../../shared/clock.js'
-import { EmbeddedStore } from '../../edge/routing/embedded-store.js'
+import { RedisClient } from '../../edge/routing/redis-client.js'
+import { RedisStore } from '../../edge/routing/redis-store.js'
+import { RedisTokenStore } from '../../certs/redis-tokens.js'
 import { startAgent } from '../../agent/agent.js'
-import { tempDir } from '../helpers/echo.js'
-import { clusterStateDirs, enroll, report, taggedServer, until } from './helpers.js'
+import { clusterStateDirs, enroll, report, roundTrip, taggedServer, until } from './helpers.js'
 import { redisMissing, startRedis } from './redis.js'
-import { serveStore } from './fixtures/store-rpc.js'
 import type { TapTest } from '../helpers/yamux-pair.js'
 
 const P1 = '11111111-1111-4111-8111-111111111111' // runner-a
@@ -84,13 +85,11 @@ t.test(
   { skip: redisMissing() },
   async (tt) => {
     const redis = await startRedis(tt)
-    const store = await EmbeddedStore.open({
-      stateDir: await tempDir(tt, 'routes'),
-      clock: systemClock,
-    })
+    // The test's own view of the shared store: what the edges recorded, and join tokens.
+    const client = await RedisClient.connect({ url: redis.url })
+    tt.teardown(() => client.close())
+    const store = await RedisStore.open({ client, clock: systemClock, edgeId: 'test-observer' })
     tt.teardown(() => store.close())
-    const rpc = await serveStore(store)
-    tt.teardown(() => rpc.close())
     const ids = ['edge-1', 'edge-2', 'edge-3']
     const dirs = await clusterStateDirs(tt, ids)
     const portA = await taggedServer(tt, 'A')
@@ -100,7 +99,6 @@ t.test(
       edges.push(
         await spawnEdge(tt, {
           stateDir: dir,
-          storeUrl: rpc.url,
           redisUrl: redis.url,
           tcp: [`127.0.0.1:0=${P1}:${portA}`, `127.0.0.1:0=${P2}:${portB}`],
           drain: { gracePeriodMs: 8000, lameDuckMs: 1500 },
@@ -113,7 +111,7 @@ t.test(
       ['runner-a', [e1, e2], P1, portA],
       ['runner-b', [e2, e3], P2, portB],
     ] as const) {
-      const dir = await enroll(tt, dirs[0]!, e1.ready.tunnel, runnerId)
+      const dir = await enroll(tt, dirs[0]!, e1.ready.tunnel, runnerId, new RedisTokenStore(client))
       const agent = await startAgent({
         stateDir: dir,
         edges: via.map(addr),
@@ -133,6 +131,42 @@ t.test(
       15_000,
     )
     tt.pass('runner-a on edge-1,edge-2; runner-b on edge-2,edge-3 (RunnerRecord.edges)')
+
+    // A route change through edge-1's admin API, obeyed by the other processes within 1 s.
+    const reply = (e: EdgeProc): Promise<string> => roundTrip(e.ready.tcp[1]!, 'x').catch(() => '')
+    tt.same(await Promise.all(edges.map(reply)), ['B:x', 'B:x', 'B:x'], 'P2 through every edge')
+    const admin = async (e: EdgeProc, body: Record<string, unknown>): Promise<number> => {
+      const epoch = (await store.getRoute(P2))!.epoch
+      const res = await fetch(`http://127.0.0.1:${e.ready.admin}/v1/routes/${P2}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ ...body, expectedEpoch: epoch }),
+      })
+      await res.arrayBuffer()
+      return res.status
+    }
+    tt.equal(await admin(e1, { runner: 'runner-b', state: 'moving' }), 200, 'P2 moving via edge-1')
+    const changedAt = Date.now()
+    tt.same(
+      await Promise.all([e2, e3].map(reply)),
+      ['', ''],
+      'edge-2 and edge-3 refuse P2 at once (moving)',
+    )
+    tt.ok(Date.now() - changedAt < 1000, `obeyed within 1 s (${Date.now() - changedAt} ms)`)
+    await until(
+      () =>
+        [e2, e3].every((e) =>
+          e.lines.some((l) => l.event === 'tcp-refused' && l.code === 'HOPGATE_ERR_ROUTE_MOVING'),
+        ),
+      'both refusals say the route is moving',
+    )
+    tt.equal(await admin(e3, { runner: 'runner-b', state: 'active' }), 200, 'active via edge-3')
+    tt.same(
+      await Promise.all([e1, e2].map(reply)),
+      ['B:x', 'B:x'],
+      'edge-1 and edge-2 serve P2 again',
+    )
+    for (const e of edges) e.lines.splice(0)
 
     // The load balancer stand-in.
     const ready = new Map<EdgeProc, boolean>(edges.map((e) => [e, true]))

@@ -14,7 +14,7 @@ import { initCa } from '../../certs/pki.js'
 import { createJoinToken, FileTokenStore } from '../../certs/tokens.js'
 import { joinOverTls, saveRunnerIdentity } from '../../certs/enroll.js'
 import { wallClock } from '../../certs/state.js'
-import { startEdge, type Edge, type EdgeSshOptions } from '../../edge/edge.js'
+import { startEdge, type Edge, type EdgeOptions, type EdgeSshOptions } from '../../edge/edge.js'
 import { startAgent } from '../../agent/agent.js'
 import { loadEdgeKey } from '../../edge/ssh/host-key.js'
 import { newUserKey } from '../../edge/ssh/host-key.js'
@@ -147,6 +147,7 @@ export async function startCluster(
   projects: Record<string, { sshPort: number; allowedPorts?: number[] }>,
   ssh: Partial<EdgeSshOptions> = {},
   edgeDirIn?: string,
+  edgeExtra: Partial<EdgeOptions> = {},
 ): Promise<Cluster> {
   const edgeDir = edgeDirIn ?? (await tempDir(tt, 'edge'))
   const agentDir = await tempDir(tt, 'agent')
@@ -162,6 +163,7 @@ export async function startCluster(
     tunnelPort: 0,
     heartbeatIntervalMs: 500,
     ssh: { port: 0, upstreamUser: userInfo().username, ...ssh },
+    ...edgeExtra,
   })
   tt.teardown(() => edge.close())
   const identity = await joinOverTls({ host: '127.0.0.1', port: edge.tunnel.address.port, token })

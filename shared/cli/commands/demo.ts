@@ -9,6 +9,8 @@ import { resolve } from 'node:path'
 import { InvalidArgumentError, Option, type Command } from 'commander'
 import { createLogger } from '../../log.js'
 import { startDemoCluster, type DemoCluster } from '../../demo/cluster.js'
+import { parseStoreChoice } from '../../../edge/stores.js'
+import { isHopgateError } from '../../errors.js'
 
 /** The sample project's id unless `--project` asks for another (or a random one). */
 export const DEMO_PROJECT = '5ca1ab1e-d3e0-4000-8000-00000000de30'
@@ -26,6 +28,16 @@ function parseCount(value: string): number {
     throw new InvalidArgumentError('must be an integer from 1 to 16')
   }
   return Number(value)
+}
+
+function parseStore(value: string): string {
+  try {
+    parseStoreChoice(value)
+  } catch (err) {
+    if (isHopgateError(err)) throw new InvalidArgumentError(err.message)
+    throw err
+  }
+  return value
 }
 
 function parseProject(value: string): string {
@@ -61,6 +73,8 @@ export interface ReadyLine {
   sshKey: string
   /** With `--ssh-user-ca`: the key's certificate, `<sshKey>-cert.pub` (the only credential then). */
   sshCert?: string
+  /** Only with `--store redis://...`: the key prefix of this run (removed on exit). */
+  store?: { kind: 'redis'; keyPrefix: string }
 }
 
 /** The one `--json` line, without its newline. */
@@ -82,6 +96,7 @@ export function readyLine(c: DemoCluster): string {
     token: c.token,
     sshKey: c.sshKey,
     ...(c.sshCert ? { sshCert: c.sshCert } : {}),
+    ...(c.store && { store: c.store }),
   }
   return JSON.stringify(ready)
 }
@@ -98,9 +113,15 @@ export function banner(c: DemoCluster): string {
   const web = first.httpTcp
   const wsUrl = `ws://${web}/ws`
   const lines = [
-    'hopgate demo: edge + agent over yamux/mutual TLS 1.3, on loopback, embedded route store.',
+    'hopgate demo: edge + agent over yamux/mutual TLS 1.3, on loopback, ' +
+      (c.store
+        ? `shared Redis store (keys under ${c.store.keyPrefix}, removed on exit).`
+        : 'embedded route store.'),
     `  project     ${c.project}  (hosted by runner ${c.runner})`,
-    `  runners     ${c.runners.join(', ')}  (each: 2 reverse sessions to every edge)`,
+    `  runners     ${c.runners.join(', ')}  ` +
+      (c.store && c.edges.length > 2
+        ? '(each: 2 reverse sessions to each of two edges; the others forward)'
+        : '(each: 2 reverse sessions to every edge)'),
     `  state dir   ${c.stateDir}${c.createdStateDir ? '  (removed on exit)' : ''}`,
     `  services    tcp echo 127.0.0.1:${c.services.tcpEchoPort}, http+ws 127.0.0.1:${c.services.httpPort}` +
       '  (dialed only by the agent)',
@@ -167,6 +188,7 @@ interface DemoCliOptions {
   project?: string | true
   stateDir?: string
   sshUserCa?: boolean
+  store?: string
 }
 
 const portOption = (flags: string, what: string, env: string): Option =>
@@ -201,7 +223,10 @@ export function registerDemo(program: Command): void {
       ),
     )
     .addOption(
-      new Option('--edges <n>', 'how many edges (all agents connect to all)')
+      new Option(
+        '--edges <n>',
+        'how many edges (all agents connect to all; with --store, two each)',
+      )
         .argParser(parseCount)
         .default(1),
     )
@@ -220,6 +245,15 @@ export function registerDemo(program: Command): void {
       '--ssh-user-ca',
       'create an SSH user CA in the state dir that the edges trust, and log the demo account in ' +
         'with a certificate (printed as sshCert) instead of a registered key',
+    )
+    .addOption(
+      new Option(
+        '--store <url>',
+        'redis://host:port[/db]: the edges share it (under a key prefix of this run, removed on ' +
+          'exit) and forward to each other; agents connect to two edges each',
+      )
+        .env('HOPGATE_DEMO_STORE')
+        .argParser(parseStore),
     )
     .addOption(
       new Option(
@@ -250,6 +284,7 @@ export function registerDemo(program: Command): void {
           sshPort: opts.sshPort,
           ...(opts.sshUserCa ? { sshUserCa: true } : {}),
           ...(opts.stateDir === undefined ? {} : { stateDir: resolve(opts.stateDir) }),
+          ...(opts.store === undefined ? {} : { store: opts.store }),
           log,
         })
         log.info(
