@@ -1,7 +1,9 @@
 // One agent process, assembled: the runner identity from enrollment, the target registry, the
 // epoch table, the reverse connector keeping `slots` sessions to the edges (replacing a session
 // before letting it go on drain advice), the direct listener, certificate renewal over whichever
-// control stream is up, the local admin socket and the optional health/metrics listener.
+// control stream is up, the local admin socket and the optional health/metrics listener. The
+// registry starts from the configured projects with the saved runtime changes applied over them
+// (project-state.ts).
 // Storage and project moves join in later issues.
 import { X509Certificate as X509 } from 'node:crypto'
 import { loadRunnerIdentity, type RunnerIdentity } from '../certs/enroll.js'
@@ -20,6 +22,7 @@ import { startDirectListener, type DirectListener } from './direct.js'
 import { startHealthServer, type HealthServer } from './health.js'
 import { agentMetrics } from './metrics.js'
 import { projectAdmin } from './projects.js'
+import { ProjectState } from './project-state.js'
 import { TargetRegistry, type ProjectTargetsInput } from './registry.js'
 import { CertRenewer } from './renewer.js'
 import { EpochTable } from './streams.js'
@@ -32,7 +35,13 @@ export interface AgentOptions {
   listen?: { host: string; port: number }
   /** The address edges should dial, as registered in the store; defaults to the listen address. */
   advertise?: string
+  /** The YAML config's projects; runtime changes saved in the state dir are applied over them. */
   projects?: Record<string, ProjectTargetsInput>
+  /**
+   * Save `hopgate agent project add|remove` in <stateDir>/agent/projects.json and apply it at
+   * the next start; `false` keeps runtime changes in memory only. @default true
+   */
+  persistProjects?: boolean
   report: () => AgentReport
   onEvent?: (event: string, detail: Record<string, unknown>) => void
   /** Wall clock (epoch ms) the renewal schedule runs on. @default wallClock */
@@ -69,9 +78,13 @@ export interface Agent {
 
 export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const identity = await loadRunnerIdentity(opts.stateDir)
+  // A damaged file stops the start (typed): serving without the operator's changes, or writing
+  // over them, would both be silent.
+  const projectState =
+    opts.persistProjects === false ? undefined : await ProjectState.load(opts.stateDir)
   const registry = new TargetRegistry()
-  for (const [project, targets] of Object.entries(opts.projects ?? {}))
-    registry.set(project, targets)
+  const projects = projectState?.merge(opts.projects ?? {}) ?? opts.projects ?? {}
+  for (const [project, targets] of Object.entries(projects)) registry.set(project, targets)
   const epochs = new EpochTable()
   const event = opts.onEvent ?? (() => {})
   const m = agentMetrics(opts.metrics ?? noopMetrics)
@@ -180,6 +193,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       registry,
       epochs,
       controls: () => [...controls.values()],
+      ...(projectState ? { state: projectState } : {}),
       onChange: (detail) => {
         m.projects(registry.size)
         event('projects-changed', detail)

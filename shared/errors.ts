@@ -293,6 +293,13 @@ export const ERROR_CATALOG = {
     exitCode: 2,
   },
   HOPGATE_ERR_AGENT_ADMIN_UNREACHABLE: { message: 'the agent admin socket could not be reached' },
+  HOPGATE_ERR_AGENT_PROJECTS_STATE_INVALID: {
+    message: "the agent's saved runtime project changes are damaged",
+    exitCode: 65,
+  },
+  HOPGATE_ERR_AGENT_PROJECTS_SAVE_FAILED: {
+    message: 'a runtime project change could not be saved (nothing was changed)',
+  },
 
   // HTTP and WebSocket ingress (issue 4).
   HOPGATE_ERR_HTTP_BAD_TARGET: {

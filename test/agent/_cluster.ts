@@ -120,13 +120,20 @@ export async function testAgent(
 
 /** A client connection through raw TCP ingress: write, and read back what the echo returns. */
 export async function echoClient(port: number): Promise<{
+  socket: net.Socket
+  /** Settles when the socket closes, for whatever reason. */
+  closed: Promise<void>
   roundTrip(text: string): Promise<string>
   end(): Promise<void>
 }> {
   const socket = net.connect(port, '127.0.0.1')
   await once(socket, 'connect')
   socket.setEncoding('utf8')
+  socket.on('error', () => {})
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()))
   return {
+    socket,
+    closed,
     roundTrip: (text) =>
       new Promise((resolve, reject) => {
         let got = ''
@@ -142,7 +149,7 @@ export async function echoClient(port: number): Promise<{
       }),
     end: async () => {
       socket.end()
-      await once(socket, 'close')
+      await closed
     },
   }
 }

@@ -230,7 +230,7 @@ export function registerAgent(program: Command): void {
         runnerId: a.runnerId,
         edges,
         direct: a.direct ? `${config.listen.replace(/:\d+$/, '')}:${a.direct.address.port}` : null,
-        projects: Object.keys(config.projects),
+        projects: a.registry.list(),
         admin: a.health ? formatHostPort(a.health.address) : null,
         adminSocket: a.adminSocket?.path ?? null,
       }
