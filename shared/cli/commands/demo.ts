@@ -128,9 +128,8 @@ export function banner(c: DemoCluster): string {
   ]
   for (const e of c.edges) {
     lines.push(
-      `  ${e.id.padEnd(10)}  tunnel ${e.tunnel}  admin ${e.admin ?? '(not yet)'}` +
-        `  http ${e.http}  tcp->echo ${e.tcp}  tcp->http ${e.httpTcp}`,
-      `  tcp->echo ${e.tcp}  tcp->http ${e.httpTcp}  ssh ${e.ssh}`,
+      `  ${e.id.padEnd(10)}  tunnel ${e.tunnel}  admin ${e.admin ?? '(not yet)'}  http ${e.http}`,
+      `              tcp->echo ${e.tcp}  tcp->http ${e.httpTcp}  ssh ${e.ssh}`,
     )
   }
   // HTTP ingress (issue 4): the project's web server under /{project}/server/{port}/.
