@@ -15,7 +15,7 @@ import { RedisStore } from '../../edge/routing/redis-store.js'
 import { RedisTokenStore } from '../../certs/redis-tokens.js'
 import { startAgent } from '../../agent/agent.js'
 import { clusterStateDirs, enroll, report, roundTrip, taggedServer, until } from './helpers.js'
-import { redisMissing, startRedis } from './redis.js'
+import { redisMissing, startRedis } from '../helpers/redis.js'
 import type { TapTest } from '../helpers/yamux-pair.js'
 
 const P1 = '11111111-1111-4111-8111-111111111111' // runner-a

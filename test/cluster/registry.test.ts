@@ -9,7 +9,7 @@ import { ClusterMember } from '../../edge/cluster/member.js'
 import { EmbeddedStore } from '../../edge/routing/embedded-store.js'
 import { SessionTable } from '../../edge/tunnel/sessions.js'
 import { tempDir } from '../helpers/echo.js'
-import { redisMissing, startRedis } from './redis.js'
+import { redisMissing, startRedis } from '../helpers/redis.js'
 import { until } from './helpers.js'
 import type { TapTest } from '../helpers/yamux-pair.js'
 

@@ -1,6 +1,8 @@
-// A throwaway redis-server per test: started on a free loopback port with no persistence, killed
-// in teardown, and able to simulate outages (pause = SIGSTOP, so connections hang like a wedged
-// server; kill + restart on the same port, so they are refused and the data is gone).
+// A throwaway redis-server per test (every Redis test uses this one helper): started on a free
+// loopback port with no persistence, killed in teardown, skipped without a server only outside
+// CI (redisAvailable, or redisMissing for tap's skip option), and able to simulate outages
+// (pause = SIGSTOP, so connections hang like a wedged server; kill + restart on the same port,
+// so they are refused and the data is gone).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import net from 'node:net'
@@ -40,6 +42,16 @@ export function redisAvailable(t: TapTest): boolean {
   }
   t.plan(0, `redis-server not found at ${REDIS_SERVER}`)
   return false
+}
+
+/**
+ * For tap's `skip` option: why the Redis tests cannot run here (they then skip), or undefined.
+ * In CI a missing server throws instead: there it is a failure, never a skip.
+ */
+export function redisMissing(): string | undefined {
+  if (haveRedisServer()) return undefined
+  if (process.env.CI === 'true') throw new Error(`${REDIS_SERVER} is required in CI`)
+  return `redis-server not found at ${REDIS_SERVER}`
 }
 
 async function freePort(): Promise<number> {
