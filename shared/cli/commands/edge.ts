@@ -183,7 +183,13 @@ export function registerEdge(program: Command): void {
       throw new HopgateError('HOPGATE_ERR_CONFIG_INVALID', 'discovery needs cluster.registry')
     }
     const registry = c.registry
-      ? new RedisEdgeRegistry({ redis: c.registry, clock: systemClock })
+      ? // The registry lives under the same prefix as the store, so clusters sharing one Redis
+        // under different prefixes do not see each other's edges.
+        new RedisEdgeRegistry({
+          redis: c.registry,
+          clock: systemClock,
+          prefix: config.storeKeyPrefix,
+        })
       : undefined
     const ssh = config.ssh.listen ? parseHostPort(config.ssh.listen, 'ssh.listen', true) : undefined
     const userCaKeys: string[] = []
