@@ -234,6 +234,10 @@ t.test(
     tt.same(drained, { code: 0, signal: null }, 'the drained edge exited 0')
     tt.equal(drainedLine?.inflightCut, 0, 'the drain cut no in-flight stream')
     const e3Results = results.filter((r) => r.edge === 'edge-3')
+    // On a failure, what edge-3 said about its refusals and forwards.
+    if (e3Results.some((r) => !r.ok)) {
+      tt.comment(JSON.stringify(e3.lines.filter((l) => l.event !== 'ready')))
+    }
     tt.ok(e3Results.length >= 3, `edge-3 took connections (${e3Results.length})`)
     tt.same(
       e3Results.filter((r) => !r.ok),
