@@ -79,10 +79,14 @@ try {
   const file = join(c.stateDir, 'bench.bin')
   await writeFile(file, randomBytes(mib * 1024 * 1024))
   const out: Record<string, { scpMBps: number; loginMs: number }> = {}
-  for (const [name, p] of Object.entries(paths)) {
-    const scp: number[] = []
-    const login: number[] = []
-    for (let i = 0; i < runs; i++) {
+  const scp: Record<string, number[]> = { edge: [], direct: [] }
+  const login: Record<string, number[]> = { edge: [], direct: [] }
+  const cpuMs: Record<string, number[]> = { edge: [], direct: [] }
+  // Interleaved (edge, direct, edge, ...): on a shared machine, load that comes and goes then
+  // lands on both paths rather than on whichever ran during it.
+  for (let i = 0; i < runs; i++) {
+    for (const [name, p] of Object.entries(paths)) {
+      const cpu0 = process.cpuUsage()
       const ms = await run('scp', [
         ...common,
         '-P',
@@ -90,13 +94,22 @@ try {
         file,
         `${p.user}@127.0.0.1:${join(c.stateDir, `up-${name}.bin`)}`,
       ])
-      scp.push((mib * 1024 * 1024) / 1e6 / (ms / 1000))
-      login.push(await run('ssh', [...common, '-p', p.port, `${p.user}@127.0.0.1`, 'echo ready']))
+      const cpu = process.cpuUsage(cpu0)
+      scp[name]!.push((mib * 1024 * 1024) / 1e6 / (ms / 1000))
+      // This process hosts the edge and the agent: its CPU per scp is the hop's cost.
+      cpuMs[name]!.push((cpu.user + cpu.system) / 1000)
+      login[name]!.push(
+        await run('ssh', [...common, '-p', p.port, `${p.user}@127.0.0.1`, 'echo ready']),
+      )
       process.stderr.write(
-        `${name} run ${i + 1}: scp ${scp.at(-1)!.toFixed(1)} MB/s, login ${login.at(-1)!.toFixed(0)} ms\n`,
+        `${name} run ${i + 1}: scp ${scp[name]!.at(-1)!.toFixed(1)} MB/s` +
+          ` (edge+agent process CPU ${cpuMs[name]!.at(-1)!.toFixed(0)} ms),` +
+          ` login ${login[name]!.at(-1)!.toFixed(0)} ms\n`,
       )
     }
-    out[name] = { scpMBps: median(scp), loginMs: median(login) }
+  }
+  for (const name of Object.keys(paths)) {
+    out[name] = { scpMBps: median(scp[name]!), loginMs: median(login[name]!) }
   }
   const ratio = {
     scp: out.edge!.scpMBps / out.direct!.scpMBps,

@@ -265,6 +265,8 @@ export async function startSshIngress(o: SshIngressOptions): Promise<SshIngress>
     sockets.add(socket)
     tickets.set(peer, ticket)
     socket.on('error', () => {})
+    // Window adjusts and keystrokes are small writes that Nagle would hold back behind an ACK.
+    socket.setNoDelay(true)
     socket.once('close', () => {
       ticket.close()
       tickets.delete(peer)

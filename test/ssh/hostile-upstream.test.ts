@@ -103,7 +103,7 @@ t.test('a hostile project sshd is cut off; the edge and other users carry on', a
   const c = await startCluster(
     tt,
     {
-      [Q]: { sshPort: sshd!.port },
+      [Q]: { sshPort: sshd.port },
       ...Object.fromEntries(
         Object.entries(MODES).map(([m, p]) => [p, { sshPort: hostile[m as Mode].port }]),
       ),
