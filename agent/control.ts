@@ -92,7 +92,7 @@ export async function agentHandshake(
     r?.reject(new HopgateError('HOPGATE_ERR_RENEW_FAILED', detail, { cause }))
   }
   channel.once('close', () => failRenewal('the session closed'))
-  const beat = setInterval(() => {
+  const sendBeat = (): void => {
     const load = { streams: session.streamCount, projects: opts.registry.size }
     channel.send({
       type: 'heartbeat',
@@ -101,7 +101,11 @@ export async function agentHandshake(
       load,
       storage: { freeBytes: opts.report().storage.freeBytes },
     })
-  }, first.heartbeatIntervalMs)
+  }
+  // The first one at once: the lease the edge granted is already running, and waiting a whole
+  // interval left a gap in which the runner looked unhealthy to every edge.
+  sendBeat()
+  const beat = setInterval(sendBeat, first.heartbeatIntervalMs)
   beat.unref()
   session.once('close', () => clearInterval(beat))
   channel.on('message', (msg) => {

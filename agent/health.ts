@@ -2,9 +2,8 @@
 // /readyz (at least one session to an edge is up) and /metrics (Prometheus text). Off unless
 // `--admin host:port` is given; unauthenticated, so meant for loopback or a pod network. It
 // renders what it is handed and changes nothing in the agent.
-import http from 'node:http'
-import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
+import { startSmallHttp } from '../shared/small-http.js'
 
 export interface HealthOptions {
   host: string
@@ -19,7 +18,7 @@ export interface HealthServer {
 }
 
 export async function startHealthServer(opts: HealthOptions): Promise<HealthServer> {
-  const server = http.createServer((req, res) => {
+  const { address, close } = await startSmallHttp(opts, (req, res) => {
     const path = new URL(req.url ?? '/', 'http://agent').pathname
     const reply = (status: number, type: string, body: string): void => {
       res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' })
@@ -40,15 +39,5 @@ export async function startHealthServer(opts: HealthOptions): Promise<HealthServ
     }
     reply(404, 'text/plain', 'not found\n')
   })
-  server.keepAliveTimeout = 1000
-  server.listen(opts.port, opts.host)
-  await once(server, 'listening')
-  return {
-    address: server.address() as AddressInfo,
-    close: async () => {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-      server.closeAllConnections()
-      await closed
-    },
-  }
+  return { address, close }
 }

@@ -2,9 +2,8 @@
 // `GET /v1/edges`, listing the tunnel addresses of the live, non-draining edges from this edge's
 // cached registry view. It serves nothing secret and decides no trust: an agent still verifies
 // every edge it dials against the edge CA, so a forged list can only cost it a failed dial.
-import http from 'node:http'
-import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
+import { startSmallHttp } from '../../shared/small-http.js'
 import type { EdgeRecord } from './registry.js'
 
 export interface DiscoveryServer {
@@ -29,7 +28,7 @@ export async function startDiscovery(opts: {
   port: number
   edges: () => readonly EdgeRecord[]
 }): Promise<DiscoveryServer> {
-  const server = http.createServer((req, res) => {
+  const { address, close } = await startSmallHttp(opts, (req, res) => {
     const path = new URL(req.url ?? '/', 'http://discovery').pathname
     const ok = req.method === 'GET' && path === '/v1/edges'
     const text = ok
@@ -42,15 +41,5 @@ export async function startDiscovery(opts: {
     })
     res.end(text)
   })
-  server.keepAliveTimeout = 1000
-  server.listen(opts.port, opts.host)
-  await once(server, 'listening')
-  return {
-    address: server.address() as AddressInfo,
-    close: async () => {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-      server.closeAllConnections()
-      await closed
-    },
-  }
+  return { address, close }
 }

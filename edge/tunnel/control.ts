@@ -84,6 +84,14 @@ export async function edgeHandshake(
     leaseTtlMs,
   )
   const routes = await claimRoutes(opts.store, runnerId, [...hosted])
+  // The lease ran from the hello, and claiming routes is one durable write per project: under
+  // load that took most of the lease, which then lapsed before the agent's first heartbeat (one
+  // interval after welcome), and every edge refused the runner as unhealthy for that gap. Renewed
+  // here, it counts from the moment the session can serve. A failure is reported, not fatal: the
+  // hello's lease still stands and the next heartbeat retries.
+  await opts.store.heartbeat(runnerId, {}, leaseTtlMs).catch((err: unknown) => {
+    opts.onError?.(err, runnerId)
+  })
   channel.send({
     type: 'welcome',
     version: CONTROL_VERSION,

@@ -119,18 +119,9 @@ t.test('3 edges, 2 agents: forwarding, shared routes, peer-link rules, drain', a
     const r3 = await store.getRoute(P3)
     if (r3?.runner !== 'runner-a')
       await store.casRoute(P3, r3?.epoch ?? null, { runner: 'runner-a', state: 'active' })
-    // Known race, not yet understood (see the stop-8 closing note): the very first connection
-    // right after the sessions come up was seen to close empty about once in five runs. Wait
-    // until every path answered once, then assert on fresh connections.
-    const expected = ['A1', 'B2', 'A3']
-    for (const edge of edges) {
-      for (const [k, x] of edge.tcp.entries()) {
-        await until(
-          async () => (await roundTrip(x.address.port, 'warm')) === `${expected[k]}:warm`,
-          'every path answers once',
-        )
-      }
-    }
+    // No warm-up: the first connection on each path is asserted. It used to close empty now and
+    // then, when the runner's lease (granted at hello) ran out before its first heartbeat
+    // (test/agent/first-connection.test.ts has the deterministic version).
     for (const [i, edge] of edges.entries()) {
       const [t1, t2, t3] = edge.tcp.map((x) => x.address.port) as [number, number, number]
       st.equal(
