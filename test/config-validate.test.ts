@@ -54,6 +54,27 @@ t.test('edge and agent files: valid ones pass, each bad field is named', async (
   tt.match(v.problems.join('\n'), /heartbeatIntervalMs: /, 'the out-of-range number')
   tt.match(v.problems.join('\n'), /bogus|Unrecognized key/, 'the unknown key')
 
+  const guardsOk = await file(
+    'edge-guards.yaml',
+    'version: 1\nstateDir: /tmp/e\nssh:\n  listen: 127.0.0.1:2222\n  upstreamGuards:\n    stalledWindowMs: 2000\n',
+  )
+  tt.ok(
+    validateConfigFile(guardsOk, 'edge').ok,
+    'ssh.upstreamGuards with one field set (the rest default)',
+  )
+  const guardsBad = await file(
+    'edge-guards-bad.yaml',
+    'version: 1\nstateDir: /tmp/e\nssh:\n  upstreamGuards:\n    maxUnsolicitedPerSecond: 0\n    burst: 3\n',
+  )
+  const g = validateConfigFile(guardsBad, 'edge')
+  tt.equal(g.ok, false, 'bad upstream guards refused')
+  tt.match(
+    g.problems.join('\n'),
+    /ssh\.upstreamGuards\.maxUnsolicitedPerSecond/,
+    'the out-of-range guard is named by its path',
+  )
+  tt.match(g.problems.join('\n'), /burst|Unrecognized key/, 'an unknown guard key is named')
+
   const edgeAddr = await file(
     'edge-addr.yaml',
     'version: 1\ntunnel:\n  listen: nowhere\ntcp: [junk]\n',

@@ -10,6 +10,7 @@ import { readFile } from 'node:fs/promises'
 import { startEdge, type EdgeOptions } from '../../../edge/edge.js'
 import { assertBasePath } from '../../../edge/http/target.js'
 import { RedisEdgeRegistry } from '../../../edge/cluster/redis-registry.js'
+import { UPSTREAM_GUARD_DEFAULTS } from '../../../edge/ssh/upstream.js'
 import { systemClock } from '../../clock.js'
 import { HopgateError } from '../../errors.js'
 import { parseTcpMapping } from '../../../edge/ingress/tcp.js'
@@ -77,6 +78,32 @@ export const edgeConfigSchema = z
           .describe("login on the project's sshd; {project} = UUID without dashes"),
         allowRemoteForward: z.boolean().default(false).describe('allow ssh -R'),
         loginGraceMs: z.number().int().min(1000).max(600_000).default(20_000),
+        upstreamGuards: z
+          .object({
+            stalledWindowMs: z
+              .number()
+              .int()
+              .min(500)
+              .max(60_000)
+              .default(UPSTREAM_GUARD_DEFAULTS.stalledWindowMs)
+              .describe('ms a new channel window may stay 0 before the upstream is cut off'),
+            maxForwardedOpensPerSecond: z
+              .number()
+              .int()
+              .min(1)
+              .max(10_000)
+              .default(UPSTREAM_GUARD_DEFAULTS.maxForwardedOpensPerSecond)
+              .describe('forwarded (ssh -R) connections per second the upstream may open'),
+            maxUnsolicitedPerSecond: z
+              .number()
+              .int()
+              .min(1)
+              .max(10_000)
+              .default(UPSTREAM_GUARD_DEFAULTS.maxUnsolicitedPerSecond)
+              .describe('unrequested channel opens plus global requests per second'),
+          })
+          .strict()
+          .default({ ...UPSTREAM_GUARD_DEFAULTS }),
       })
       .strict()
       .default({
@@ -84,6 +111,7 @@ export const edgeConfigSchema = z
         upstreamUser: '{project}',
         allowRemoteForward: false,
         loginGraceMs: 20_000,
+        upstreamGuards: { ...UPSTREAM_GUARD_DEFAULTS },
       }),
     heartbeatIntervalMs: z.number().int().min(50).max(600_000).default(5000),
     leaseTtlMs: z.number().int().min(100).max(3_600_000).optional(),
@@ -227,6 +255,7 @@ export function registerEdge(program: Command): void {
                 upstreamUser: config.ssh.upstreamUser,
                 allowRemoteForward: config.ssh.allowRemoteForward,
                 limits: { loginGraceMs: config.ssh.loginGraceMs },
+                upstreamGuards: config.ssh.upstreamGuards,
               },
             }
           : {}),
