@@ -3,8 +3,6 @@
 // compare-and-set, and revocation that closes a runner's sessions at once. Errors answer as
 // `{error:{code,message}}` with the typed code's HTTP status; `hopgate runners|route|runner` call it.
 import http from 'node:http'
-import { once } from 'node:events'
-import type { AddressInfo } from 'node:net'
 import { HopgateError, isHopgateError } from '../shared/errors.js'
 import type { Revocations } from '../certs/revocation.js'
 import type { RouteStore } from './routing/store.js'
@@ -15,6 +13,7 @@ import type { SessionTable } from './tunnel/sessions.js'
 import type { AccessStore } from './auth/access-store.js'
 import { assertAccountId } from './auth/embedded-access.js'
 import { fingerprint, parseAuthorizedKey } from './ssh/wire.js'
+import { startSmallHttp, type SmallHttpServer } from '../shared/small-http.js'
 
 /** Request bodies are a few fields; anything larger is a mistake or an attack. */
 const MAX_BODY_BYTES = 16 * 1024
@@ -35,16 +34,12 @@ export interface AdminOptions {
   metrics?: () => Promise<{ contentType: string; body: string }>
 }
 
-export interface AdminServer {
-  server: http.Server
-  address: AddressInfo
-  close(): Promise<void>
-}
+export type AdminServer = SmallHttpServer
 
 type Reply = { status: number; body: unknown }
 
-export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
-  const server = http.createServer((req, res) => {
+export function startAdmin(opts: AdminOptions): Promise<AdminServer> {
+  return startSmallHttp(opts, (req, res) => {
     if (opts.metrics && req.method === 'GET' && req.url?.split('?')[0] === '/metrics') {
       // Text, not JSON: the one endpoint whose format Prometheus decides.
       opts.metrics().then(
@@ -61,19 +56,6 @@ export async function startAdmin(opts: AdminOptions): Promise<AdminServer> {
       (err: unknown) => send(res, errorReply(err)),
     )
   })
-  // Keep-alive sockets would hold close() for their idle timeout; the API is low-volume.
-  server.keepAliveTimeout = 1000
-  server.listen(opts.port, opts.host)
-  await once(server, 'listening')
-  return {
-    server,
-    address: server.address() as AddressInfo,
-    close: async () => {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()))
-      server.closeAllConnections()
-      await closed
-    },
-  }
 }
 
 async function handle(opts: AdminOptions, req: http.IncomingMessage): Promise<Reply> {
