@@ -122,6 +122,20 @@ export class Child<C extends { cmd: string } = Command, R extends Reply = Reply>
     })
   }
 
+  /**
+   * Lets the child exit on its own (IPC closed: its exit handlers remove its temp state), then
+   * SIGKILL after `graceMs` if it has not.
+   */
+  async stop(graceMs = 3000): Promise<void> {
+    if (this.exited || !this.proc.connected) return this.kill()
+    const gone = new Promise<void>((resolve) => this.proc.once('exit', () => resolve()))
+    this.proc.disconnect()
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), graceMs)
+    await gone
+    clearTimeout(timer)
+    live.delete(this.proc)
+  }
+
   kill(): void {
     live.delete(this.proc)
     // A profiled child must exit on its own to write its profile: it exits when IPC closes.

@@ -1,6 +1,7 @@
 // Middle process: a hopgate agent as `hopgate agent` assembles it: enrolls with the bench edge's
 // join token over TLS, saves its identity in a throwaway state dir, and keeps two reverse sessions
-// to the edge, serving one project whose only allowed target is the bench target's port.
+// to the edge, serving one project whose only targets are the bench target's port and (for
+// bench/ssh.ts) its sshd as the `ssh` target. It starts no target itself.
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -22,7 +23,13 @@ serve(
       stateDir,
       edges: [`127.0.0.1:${req.edgePort}`],
       slots: 2,
-      projects: { [req.project]: { host: '127.0.0.1', allowedPorts: [req.targetPort] } },
+      projects: {
+        [req.project]: {
+          host: '127.0.0.1',
+          allowedPorts: req.targetPort === undefined ? [] : [req.targetPort],
+          ...(req.sshPort !== undefined && { sshPort: req.sshPort }),
+        },
+      },
       report: () => ({
         capacity: { maxProjects: 10, cpus: 2, memoryBytes: 8 * GiB },
         storage: { freeBytes: 50 * GiB, totalBytes: 100 * GiB },
