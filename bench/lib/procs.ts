@@ -145,6 +145,13 @@ export class Child<C extends { cmd: string } = Command, R extends Reply = Reply>
       setTimeout(() => proc.kill('SIGKILL'), 3000).unref()
       return
     }
-    this.proc.kill('SIGKILL')
+    // SIGTERM first: middle processes exit at once through their exit handlers, which remove
+    // their temp state dirs (SIGKILL left one per process in the temp dir); SIGKILL if not.
+    const proc = this.proc
+    if (proc.exitCode !== null || proc.signalCode !== null) return
+    proc.kill('SIGTERM')
+    setTimeout(() => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL')
+    }, 3000).unref()
   }
 }

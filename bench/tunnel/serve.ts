@@ -10,6 +10,8 @@ export type Handler = (req: Req) => Promise<Omit<TunnelReply, 'id'>>
 export function serve(role: string, handle: Handler, onExit: () => void = () => {}): void {
   process.on('exit', onExit)
   process.on('disconnect', () => process.exit(0))
+  // Child.kill() sends SIGTERM: exiting through process.exit runs onExit (the temp state goes).
+  process.on('SIGTERM', () => process.exit(0))
   process.on('message', (raw) => {
     const req = raw as Req
     const run = async (): Promise<TunnelReply> => {
