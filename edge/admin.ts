@@ -152,9 +152,12 @@ async function setRoute(opts: AdminOptions, project: string, body: unknown): Pro
 
 async function revoke(opts: AdminOptions, runnerId: string): Promise<Reply> {
   assertRunnerId(runnerId)
+  // Counted before the await: the revocation push or the edge's periodic watch may close them
+  // while the deny list is written, and those closes are this revoke's doing too.
+  const live = opts.sessions.sessions(runnerId).length
   const newly = await opts.revocation.revoke(runnerId, { reason: 'admin API' })
   // The edge's periodic watch would close them within a heartbeat; the operator asked now.
-  const sessionsClosed = opts.sessions.revoke(runnerId)
+  const sessionsClosed = Math.max(live, opts.sessions.revoke(runnerId))
   opts.onRevoke?.(runnerId, sessionsClosed)
   return { status: 200, body: { runnerId, revoked: true, newly, sessionsClosed } }
 }
