@@ -1,166 +1,203 @@
-// Forwarded vs direct, in one run: two edges in this process sharing one route store and one edge
-// registry, one agent with sessions to edge-1 only, an echo target. A connection entering edge-1
-// is direct; one entering edge-2 is forwarded over the peer link to edge-1. Measures new-connection
-// latency (connect, 1 byte echoed; p50/p99) and single-stream throughput (bytes echoed back).
-// Run: node --import tsx bench/forward.ts [--connections 300] [--bytes 64MiB]
+// Forwarded vs direct, in one run: two edges sharing one route store and one edge registry, one
+// agent with sessions to edge-1 only, an echo target. A connection entering edge-1 is direct; one
+// entering edge-2 is forwarded over the peer link to edge-1. Measures new-connection latency
+// (connect, 1 byte echoed; p50/p99) and single-stream throughput (bytes echoed back), paths
+// interleaved. By default each edge and the agent is its own process on a real Redis store, as
+// deployed; --in-process runs everything on this process's thread (the edges on an embedded store).
+// Run: node --import tsx bench/forward.ts [--connections 300] [--bytes 64MiB] [--rounds 5]
+//        [--store redis://host:port] [--in-process] [--json]
 import net from 'node:net'
 import { once } from 'node:events'
-import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { loadavg } from 'node:os'
 import { parseArgs } from 'node:util'
-import { systemClock } from '../shared/clock.js'
-import { initCa } from '../certs/pki.js'
-import { createJoinToken, FileTokenStore } from '../certs/tokens.js'
-import { joinOverTls, saveRunnerIdentity } from '../certs/enroll.js'
-import { wallClock } from '../certs/state.js'
-import { EmbeddedStore } from '../edge/routing/embedded-store.js'
-import { MemoryEdgeRegistry } from '../edge/cluster/registry.js'
-import { startEdge, type Edge } from '../edge/edge.js'
-import { startAgent } from '../agent/agent.js'
-import { parseTcpMapping } from '../edge/ingress/tcp.js'
 import { parseBytes } from './lib/args.js'
+import { startForwardCluster, type ForwardCluster } from './tunnel/forward-cluster.js'
+import { treeCpuMs } from './tunnel/mem.js'
 
-const P = '0b5e7c4a-3f1d-4c2a-9e8b-6d7f5a4b3c21'
 const { values } = parseArgs({
   options: {
     connections: { type: 'string', default: '300' },
     bytes: { type: 'string', default: '64MiB' },
+    rounds: { type: 'string', default: '5' },
+    store: { type: 'string' },
+    'in-process': { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
   },
 })
 const N = Number(values.connections)
 const BYTES = parseBytes(values.bytes)
+const ROUNDS = Number(values.rounds)
+if (!(N > 0) || !(ROUNDS > 0)) throw new Error('--connections and --rounds must be positive')
+const say = (line: string): void => void process.stderr.write(`${line}\n`)
 
-const root = await mkdtemp(join(tmpdir(), 'hopgate-bench-forward-'))
-const cleanups: Array<() => Promise<unknown>> = [() => rm(root, { recursive: true, force: true })]
-try {
-  const echo = net.createServer({ allowHalfOpen: true }, (s) => {
-    s.on('error', () => {})
-    s.pipe(s)
-  })
-  echo.listen(0, '127.0.0.1')
-  await once(echo, 'listening')
-  cleanups.unshift(() => new Promise((r) => echo.close(r)))
-  const echoPort = (echo.address() as net.AddressInfo).port
-
-  const dirs = [join(root, 'edge-1'), join(root, 'edge-2')]
-  await initCa(dirs[0]!, { edgeId: 'edge-1' })
-  await mkdir(join(dirs[1]!, 'pki'), { recursive: true, mode: 0o700 })
-  for (const f of ['runner-ca.key', 'runner-ca.crt', 'edge-ca.key', 'edge-ca.crt']) {
-    await copyFile(join(dirs[0]!, 'pki', f), join(dirs[1]!, 'pki', f))
-  }
-  await initCa(dirs[1]!, { edgeId: 'edge-2' })
-  const store = await EmbeddedStore.open({ stateDir: join(root, 'routes'), clock: systemClock })
-  cleanups.unshift(() => store.close())
-  const registry = new MemoryEdgeRegistry(systemClock)
-  const edges: Edge[] = []
-  for (const dir of dirs) {
-    const e = await startEdge({
-      stateDir: dir,
-      tunnelPort: 0,
-      routeStore: store,
-      tcp: [parseTcpMapping(`127.0.0.1:0=${P}:${echoPort}`)],
-      cluster: { registry, peerPort: 0, refreshIntervalMs: 100 },
+function connectEcho(port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now()
+    const c = net.connect({ port, host: '127.0.0.1' })
+    c.setNoDelay(true)
+    c.once('error', reject)
+    c.once('connect', () => c.write('x'))
+    c.once('data', () => {
+      resolve(performance.now() - t0)
+      c.destroy()
     })
-    cleanups.unshift(() => e.close())
-    edges.push(e)
-  }
-  const [e1, e2] = edges as [Edge, Edge]
-  const { pki } = await initCa(dirs[0]!)
-  const token = await createJoinToken(new FileTokenStore(dirs[0]!), {
-    runnerId: 'bench-runner',
-    ttlMs: 60_000,
-    edgeCaFingerprint: pki.edgeCa.fingerprint.base64url,
-    clock: wallClock,
   })
-  const agentDir = join(root, 'agent')
-  const port1 = e1.tunnel.address.port
-  await saveRunnerIdentity(agentDir, await joinOverTls({ host: '127.0.0.1', port: port1, token }))
-  const GiB = 1024 ** 3
-  const agent = await startAgent({
-    stateDir: agentDir,
-    edges: [`127.0.0.1:${port1}`],
-    slots: 1,
-    projects: { [P]: { host: '127.0.0.1', allowedPorts: [echoPort] } },
-    report: () => ({
-      capacity: { maxProjects: 10, cpus: 2, memoryBytes: 8 * GiB },
-      storage: { freeBytes: 50 * GiB, totalBytes: 100 * GiB },
-    }),
-  })
-  cleanups.unshift(() => agent.close())
-  while (e1.sessions.size === 0 || e2.cluster!.member.peers().length === 0) {
-    await new Promise((r) => setTimeout(r, 20))
-  }
+}
 
-  const connectEcho = (port: number): Promise<number> =>
-    new Promise((resolve, reject) => {
-      const t0 = performance.now()
-      const c = net.connect({ port, host: '127.0.0.1' })
-      c.setNoDelay(true)
-      c.once('error', reject)
-      c.once('connect', () => c.write('x'))
-      c.once('data', () => {
-        resolve(performance.now() - t0)
+function throughput(port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
+    const chunk = Buffer.alloc(256 * 1024, 7)
+    let got = 0
+    let t0 = 0
+    c.once('error', reject)
+    c.on('data', (d: Buffer) => {
+      got += d.length
+      if (got >= BYTES) {
+        resolve(BYTES / 1e6 / ((performance.now() - t0) / 1000))
         c.destroy()
-      })
-    })
-  const throughput = (port: number): Promise<number> =>
-    new Promise((resolve, reject) => {
-      const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true })
-      const chunk = Buffer.alloc(256 * 1024, 7)
-      let got = 0
-      let t0 = 0
-      c.once('error', reject)
-      c.on('data', (d: Buffer) => {
-        got += d.length
-        if (got >= BYTES) {
-          resolve(BYTES / 1e6 / ((performance.now() - t0) / 1000))
-          c.destroy()
-        }
-      })
-      const send = async (): Promise<void> => {
-        t0 = performance.now()
-        for (let sent = 0; sent < BYTES; sent += chunk.length) {
-          if (!c.write(chunk)) await once(c, 'drain')
-        }
       }
-      c.once('connect', () => void send().catch(reject))
     })
-  const direct = e1.tcp[0]!.address.port
-  const forwarded = e2.tcp[0]!.address.port
-  // Warm-up: TLS on the peer link, JIT.
+    const send = async (): Promise<void> => {
+      t0 = performance.now()
+      for (let sent = 0; sent < BYTES; sent += chunk.length) {
+        if (!c.write(chunk)) await once(c, 'drain')
+      }
+    }
+    c.once('connect', () => void send().catch(reject))
+  })
+}
+
+const pct = (xs: number[], p: number): number =>
+  [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!
+const median = (xs: number[]): number => pct(xs, 0.5)
+const PATHS = ['direct', 'forwarded'] as const
+type PathName = (typeof PATHS)[number]
+interface PathResult {
+  p50Ms: number
+  p99Ms: number
+  /** Median over the rounds; bestMBps the fastest round. */
+  MBps: number
+  bestMBps: number
+  /** CPU (user + system) per MiB echoed, by process: bench, edge1, edge2, agent. */
+  cpuMsPerMiB: Record<string, number>
+}
+
+const echo = net.createServer({ allowHalfOpen: true }, (s) => {
+  s.on('error', () => {})
+  s.pipe(s)
+})
+echo.listen(0, '127.0.0.1')
+await once(echo, 'listening')
+let cluster: ForwardCluster | undefined
+try {
+  say(`starting ${values['in-process'] ? 'in-process' : 'edge and agent processes'}...`)
+  cluster = await startForwardCluster({
+    targetPort: (echo.address() as net.AddressInfo).port,
+    inProcess: values['in-process'],
+    ...(values.store !== undefined && { store: values.store }),
+  })
+  const ports: Record<PathName, number> = { direct: cluster.direct, forwarded: cluster.forwarded }
+  // Warm-up: TLS on the peer link, JIT. The first forwarded tries may race edge-2 learning of
+  // edge-1 (its registry refresh), so they are retried for a while.
+  const warm = Date.now() + 15_000
   for (let i = 0; i < 30; i++) {
-    await connectEcho(direct)
-    await connectEcho(forwarded)
+    for (const p of PATHS) {
+      for (;;) {
+        const ok = await connectEcho(ports[p]).then(
+          () => true,
+          (err: unknown) => {
+            if (Date.now() > warm) throw err
+            return false
+          },
+        )
+        if (ok) break
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    }
   }
-  const lat: Record<'direct' | 'forwarded', number[]> = { direct: [], forwarded: [] }
-  for (let i = 0; i < N; i++) {
-    lat.direct.push(await connectEcho(direct))
-    lat.forwarded.push(await connectEcho(forwarded))
+  const lat: Record<PathName, number[]> = { direct: [], forwarded: [] }
+  for (let i = 0; i < N; i++) for (const p of PATHS) lat[p].push(await connectEcho(ports[p]))
+  say(`latency: ${N} connections per path done`)
+
+  // CPU per MiB echoed, per process: where the forwarded path's extra cost lands.
+  const procs = { bench: process.pid, ...cluster.pids }
+  type ProcName = keyof typeof procs
+  const cpuNow = (): Record<string, number> =>
+    Object.fromEntries(
+      Object.entries(procs).map(([k, pid]) => [
+        k,
+        pid === process.pid ? cpuMsSelf() : treeCpuMs(pid),
+      ]),
+    )
+  const tput: Record<PathName, number[]> = { direct: [], forwarded: [] }
+  const cpu: Record<PathName, Record<string, number[]>> = { direct: {}, forwarded: {} }
+  for (let i = 0; i < ROUNDS; i++) {
+    for (const p of PATHS) {
+      const c0 = cpuNow()
+      tput[p].push(await throughput(ports[p]))
+      const c1 = cpuNow()
+      for (const k of Object.keys(procs) as ProcName[]) {
+        ;(cpu[p][k] ??= []).push(((c1[k]! - c0[k]!) * 1024 * 1024) / BYTES)
+      }
+      say(`${p} round ${i + 1}: ${tput[p].at(-1)!.toFixed(1)} MB/s`)
+    }
   }
-  const pct = (xs: number[], p: number): number =>
-    [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))]!
-  const tput = { direct: [] as number[], forwarded: [] as number[] }
-  for (let i = 0; i < 3; i++) {
-    tput.direct.push(await throughput(direct))
-    tput.forwarded.push(await throughput(forwarded))
+  const result = Object.fromEntries(
+    PATHS.map((p) => [
+      p,
+      {
+        p50Ms: +median(lat[p]).toFixed(3),
+        p99Ms: +pct(lat[p], 0.99).toFixed(3),
+        MBps: +median(tput[p]).toFixed(1),
+        bestMBps: +Math.max(...tput[p]).toFixed(1),
+        cpuMsPerMiB: Object.fromEntries(
+          Object.entries(cpu[p]).map(([k, xs]) => [k, +median(xs).toFixed(2)]),
+        ),
+      },
+    ]),
+  ) as Record<PathName, PathResult>
+  const p50Ratio = +(result.forwarded.p50Ms / result.direct.p50Ms).toFixed(3)
+  const throughputRatio = +(result.forwarded.MBps / result.direct.MBps).toFixed(3)
+  if (values.json) {
+    process.stdout.write(
+      JSON.stringify({
+        mode: cluster.mode,
+        connections: N,
+        bytes: BYTES,
+        rounds: ROUNDS,
+        ...result,
+        p50Ratio,
+        throughputRatio,
+        loadavg: loadavg(),
+      }) + '\n',
+    )
+  } else {
+    console.table(
+      PATHS.map((p) => ({
+        path: p,
+        'p50 ms': result[p].p50Ms,
+        'p99 ms': result[p].p99Ms,
+        [`MB/s (1 stream echo, median of ${ROUNDS})`]: result[p].MBps,
+      })),
+    )
+    const cpuLine = (p: PathName): string =>
+      Object.entries(result[p].cpuMsPerMiB)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')
+    console.log(`mode: ${cluster.mode}`)
+    console.log(`CPU ms per MiB echoed, direct: ${cpuLine('direct')}`)
+    console.log(`CPU ms per MiB echoed, forwarded: ${cpuLine('forwarded')}`)
+    console.log(
+      `forwarded/direct: p50 ${p50Ratio}x (target <= 1.3), throughput ${throughputRatio}x (target >= 0.7)`,
+    )
   }
-  const best = (xs: number[]): number => Math.max(...xs)
-  const rows = (['direct', 'forwarded'] as const).map((k) => ({
-    path: k,
-    'p50 ms': +pct(lat[k], 0.5).toFixed(3),
-    'p99 ms': +pct(lat[k], 0.99).toFixed(3),
-    'MB/s (1 stream, echo)': +best(tput[k]).toFixed(1),
-  }))
-  console.table(rows)
-  console.log(
-    JSON.stringify({
-      connections: N,
-      bytes: BYTES,
-      p50Ratio: +(pct(lat.forwarded, 0.5) / pct(lat.direct, 0.5)).toFixed(3),
-      throughputRatio: +(best(tput.forwarded) / best(tput.direct)).toFixed(3),
-    }),
-  )
 } finally {
-  for (const c of cleanups) await c().catch(() => {})
+  await cluster?.close()
+  await new Promise((r) => echo.close(r))
+}
+
+function cpuMsSelf(): number {
+  const u = process.cpuUsage()
+  return (u.user + u.system) / 1000
 }

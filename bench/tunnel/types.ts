@@ -20,6 +20,15 @@ export type TunnelCmd =
   | { cmd: 'tls-a'; next: number; pki: Pki }
   /** Without targetPort no raw TCP ingress; with ssh the SSH ingress too. */
   | { cmd: 'edge'; targetPort?: number; project: string; runnerId: string; ssh?: EdgeSshSetup }
+  /** One edge of bench/forward.ts's cluster: its state dir holds the shared CAs already. */
+  | {
+      cmd: 'cluster-edge'
+      stateDir: string
+      redisUrl: string
+      keyPrefix: string
+      project: string
+      targetPort: number
+    }
   /** With project: also whether the project's route names runnerId yet (routed). */
   | { cmd: 'sessions'; runnerId: string; project?: string }
   /** targetPort: the project's only allowed port; sshPort: its sshd (the `ssh` target). */
@@ -38,6 +47,8 @@ export interface TunnelReply extends Reply {
   token?: string
   sessions?: number
   routed?: boolean
+  /** Cluster edge: how many other live edges it knows. */
+  peers?: number
   /** Edge with ssh: the SSH ingress port and the upstream public key (authorized_keys line). */
   sshPort?: number
   upstreamKey?: string

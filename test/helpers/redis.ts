@@ -3,12 +3,16 @@
 // CI (redisAvailable, or redisMissing for tap's skip option), and able to simulate outages
 // (pause = SIGSTOP, so connections hang like a wedged server; kill + restart on the same port,
 // so they are refused and the data is gone).
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
-import net from 'node:net'
+import { spawnSync } from 'node:child_process'
+import {
+  REDIS_SERVER,
+  freePort,
+  killRedisServer as killChild,
+  spawnRedisServer as spawnServer,
+} from '../../bench/lib/redis-server.js'
 import type { TapTest } from './yamux-pair.js'
 
-export const REDIS_SERVER = process.env.HOPGATE_REDIS_SERVER ?? '/usr/bin/redis-server'
+export { REDIS_SERVER }
 
 export interface RedisServer {
   readonly port: number
@@ -52,71 +56,6 @@ export function redisMissing(): string | undefined {
   if (haveRedisServer()) return undefined
   if (process.env.CI === 'true') throw new Error(`${REDIS_SERVER} is required in CI`)
   return `redis-server not found at ${REDIS_SERVER}`
-}
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer()
-  srv.listen(0, '127.0.0.1')
-  await once(srv, 'listening')
-  const port = (srv.address() as net.AddressInfo).port
-  await new Promise<void>((r) => srv.close(() => r()))
-  return port
-}
-
-async function spawnServer(port: number): Promise<ChildProcess> {
-  const child = spawn(
-    REDIS_SERVER,
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--daemonize',
-      'no',
-      '--loglevel',
-      'warning',
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  )
-  let stderr = ''
-  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
-  // Ready when it accepts a PING; 5 s is far beyond a normal start of a few ms.
-  const deadline = Date.now() + 5000
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`redis-server exited: ${stderr}`)
-    if (await ping(port)) return child
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL')
-      throw new Error(`redis-server did not start on ${port}: ${stderr}`)
-    }
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
-
-function ping(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1')
-    const done = (ok: boolean): void => {
-      s.destroy()
-      resolve(ok)
-    }
-    s.setTimeout(500, () => done(false))
-    s.on('error', () => done(false))
-    s.on('connect', () => s.write('PING\r\n'))
-    s.on('data', (d) => done(d.toString().startsWith('+PONG')))
-  })
-}
-
-async function killChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = once(child, 'exit')
-  // A paused server ignores SIGTERM until continued; SIGKILL works either way.
-  child.kill('SIGKILL')
-  await exited
 }
 
 /** Starts a server for this test; teardown kills it (also when paused). */
