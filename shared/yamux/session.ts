@@ -89,6 +89,8 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost {
   private outQueue: Buffer[] = []
   private outBytes = 0
   private rxStream: YamuxStream | undefined
+  /** Streams with payload collected this turn (YamuxStream.onData), pushed after its I/O. */
+  private inboxes: YamuxStream[] = []
   private stallTimer: TimerHandle | undefined
 
   constructor(transport: Duplex, options: SessionOptions) {
@@ -200,6 +202,8 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost {
     this.pinger.stop(shutdown)
     this.acceptWaiters.rejectAll(shutdown)
     this.openWaiters.rejectAll(shutdown)
+    // Payload that arrived before the end reaches the readers, as it did before batching.
+    this.deliverInboxes()
     const streams = [...this.streams.values()]
     this.streams.clear()
     this.acceptQueue.length = 0
@@ -269,6 +273,18 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost {
 
   waitForDrain(stream: YamuxStream): void {
     this.drainWaiters.add(stream)
+  }
+
+  deliverLater(stream: YamuxStream): void {
+    if (this.inboxes.push(stream) === 1) setImmediate(deliverInboxes, this)
+  }
+
+  /** @internal Pushes every stream's payload of this turn (also before the streams are aborted). */
+  deliverInboxes(): void {
+    const streams = this.inboxes
+    if (streams.length === 0) return
+    this.inboxes = []
+    for (const stream of streams) stream.deliver()
   }
 
   release(stream: YamuxStream): void {
@@ -590,4 +606,8 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost {
 
 function flushOut(session: Session): void {
   session.flushOut()
+}
+
+function deliverInboxes(session: Session): void {
+  session.deliverInboxes()
 }

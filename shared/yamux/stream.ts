@@ -20,6 +20,8 @@ export interface StreamHost {
   sendFrame(type: FrameType, flags: number, streamId: number, length: number): void
   sendData(streamId: number, flags: number, payload: Buffer): void
   waitForDrain(stream: YamuxStream): void
+  /** Call stream.deliver() after this event-loop turn's I/O (see onData). */
+  deliverLater(stream: YamuxStream): void
   /** The stream is done with the session (both sides closed, or reset). */
   release(stream: YamuxStream): void
 }
@@ -68,6 +70,9 @@ export class YamuxStream extends Duplex {
   private lastUpdateAt: number
   private writeTimeoutMs: number
 
+  /** Payload received this turn, not yet pushed (see onData). */
+  private inbox: Buffer[] | undefined
+  private inboxBytes = 0
   private pendingChunk: Buffer | undefined
   private pendingOffset = 0
   private pendingCallback: ((err?: Error | null) => void) | undefined
@@ -159,11 +164,34 @@ export class YamuxStream extends Duplex {
 
   // ---- receive side (called by the session) ----
 
-  /** @internal */
+  /**
+   * @internal Payload is pushed once per event-loop turn, not per piece: a TLS transport hands
+   * us 16 KiB records, and a frame split across two of them arrives as two pieces (often one
+   * tiny). Pushed one by one, every piece became one 'data' event and one write downstream; a
+   * relay re-framed them, and the next hop split them again. One push per turn keeps chunks
+   * as big as what the transport delivered in that turn.
+   */
   onData(chunk: Buffer): void {
     this.received += chunk.length
     if (this.destroyed || this.readableEnded) return
-    this.push(chunk)
+    if (this.inbox === undefined) {
+      this.inbox = [chunk]
+      this.host.deliverLater(this)
+    } else {
+      this.inbox.push(chunk)
+    }
+    this.inboxBytes += chunk.length
+  }
+
+  /** @internal Pushes what onData collected: at the end of the turn, or before a FIN or RST. */
+  deliver(): void {
+    const inbox = this.inbox
+    if (inbox === undefined) return
+    this.inbox = undefined
+    const n = this.inboxBytes
+    this.inboxBytes = 0
+    if (this.destroyed || this.readableEnded) return
+    this.push(inbox.length === 1 ? inbox[0]! : Buffer.concat(inbox, n))
     this.creditConsumed()
   }
 
@@ -188,6 +216,7 @@ export class YamuxStream extends Duplex {
   /** @internal */
   onRemoteFin(): void {
     if (this.remoteFin) return
+    this.deliver()
     this.remoteFin = true
     this.push(null)
     if (this.localFin) this.finishClose()
@@ -195,6 +224,8 @@ export class YamuxStream extends Duplex {
 
   /** @internal */
   onRemoteReset(): void {
+    // What arrived before the RST reaches a flowing reader first, as it did before batching.
+    this.deliver()
     this.reset = true
     // A stream still waiting in the accept queue was never handed out: nobody listens for errors.
     if (!this.outbound && !this.established) return void this.destroy()
@@ -218,7 +249,8 @@ export class YamuxStream extends Duplex {
 
   private creditConsumed(): void {
     if (this.remoteFin || this.reset) return
-    const consumed = this.received - this.readableLength
+    // Bytes still in the inbox are received but not yet readable: not consumed either.
+    const consumed = this.received - this.inboxBytes - this.readableLength
     let delta = consumed + this.recvWindow - this.recvLimit
     if (delta < this.recvWindow / 2) return
     const config = this.host.config
