@@ -92,6 +92,9 @@ export async function startPeerListener(opts: PeerListenerOptions): Promise<Peer
     links.add(link)
     link.once('close', () => links.delete(link))
     link.on('stream', (stream) => {
+      // Every forwarded stream is answered with one byte soon (our refusal or the agent's status,
+      // relayed): the ACK rides on it, saving the ingress edge a frame and a wake-up per open.
+      stream.deferAck()
       inflight++
       inflightGauge.set(inflight)
       let done = false

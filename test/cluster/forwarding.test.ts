@@ -209,6 +209,18 @@ t.test('3 edges, 2 agents: forwarding, shared routes, peer-link rules, drain', a
       'no session: refused',
     )
     st.equal(await ask(Buffer.from([9, 1, 1, 0x61])), PeerStatus.BadPreamble, 'bad version refused')
+    // The receiving edge acknowledges a stream with its first answer, not with a bare ACK frame.
+    const half = encodePreamble({ runnerId: 'runner-b', hops: 2 })
+    const s = link.openStream()
+    s.write(half.subarray(0, 2))
+    // A bare ACK, had one been sent, was queued before the pong: after a ping it has arrived.
+    await link.ping()
+    st.notOk(s.established, 'no ACK before the answer')
+    s.write(half.subarray(2))
+    const [answer] = (await once(s, 'data')) as [Buffer]
+    st.equal(answer[0], PeerStatus.HopLimit)
+    st.ok(s.established, 'the ACK came with the answer')
+    s.destroy()
     // A runner certificate is not an edge's: the peer listener refuses it.
     const id = await loadRunnerIdentity(agentDirs[0]!)
     const sock = tls.connect({
