@@ -26,7 +26,7 @@ import { loadDemoUserCa, startDemoSshd, writeDemoCert, writeDemoKey, type DemoSs
 import { parseStoreChoice } from '../../edge/stores.js'
 import { RedisEdgeRegistry } from '../../edge/cluster/redis-registry.js'
 import { systemClock } from '../clock.js'
-import { demoKeyPrefix, removeKeys } from './redis.js'
+import { demoKeyPrefix, keepAlive, removeKeys, sweepDeadRuns, type DemoLiveness } from './redis.js'
 
 /**
  * The demo account: a collaborator of the sample project, with a user token (HTTP, issue 4)
@@ -140,6 +140,7 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
   let services: DemoServices | undefined
   let sshd: DemoSshd | undefined
   let closing: Promise<void> | undefined
+  let liveness: DemoLiveness | undefined
   const choice = parseStoreChoice(opts.store ?? 'embedded')
   const shared =
     choice.kind === 'redis' ? { url: choice.url, keyPrefix: demoKeyPrefix() } : undefined
@@ -160,6 +161,7 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
       await Promise.all(agents.map((a) => step(`agent ${a.runnerId}`, () => a.close())))
       await Promise.all(edges.map((e) => step(`edge ${e.edgeId}`, () => e.close())))
       if (registry) await step('edge registry', () => registry.close())
+      liveness?.stop()
       if (shared) {
         // Last, after every edge wrote its goodbyes: nothing of this run stays in Redis.
         await step('redis keys', async () => {
@@ -178,6 +180,13 @@ export async function startDemoCluster(opts: DemoClusterOptions): Promise<DemoCl
 
   try {
     log.info({ stateDir, created: createdStateDir }, 'demo state directory')
+    if (shared) {
+      // Runs killed before they could clean up (kill -9) left keys without a TTL: remove those,
+      // then mark this run alive before any of its keys exist, so a later sweep spares it.
+      const swept = await sweepDeadRuns(shared.url)
+      if (swept.prefixes.length > 0) log.info(swept, 'removed the keys of dead demo runs')
+      liveness = await keepAlive(shared.url, shared.keyPrefix)
+    }
     services = await startDemoServices({ project, runner: () => runners[0] ?? '', log })
     const { tcpEchoPort, httpPort } = services
 

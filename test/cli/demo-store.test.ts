@@ -1,10 +1,11 @@
 // `hopgate demo --edges 3 --store redis://...` as a user runs it: a real process against a real
 // redis-server. Every edge's raw TCP and HTTP ingress reaches the project, including the edge the
 // agent holds no session to (edge-to-edge forwarding); SIGTERM exits 0 and removes the run's keys
-// while keys the demo did not write (an operator's) stay.
+// while keys the demo did not write (an operator's) stay. A run killed with -9 leaves its keys;
+// once its liveness key is gone the next run removes them, and spares runs that are alive.
 import t from 'tap'
 import net from 'node:net'
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
@@ -13,6 +14,7 @@ import { redisAvailable, startRedis } from '../helpers/redis.js'
 import { RedisClient } from '../../edge/routing/redis-client.js'
 import { RedisStore } from '../../edge/routing/redis-store.js'
 import { systemClock } from '../../shared/clock.js'
+import type { TapTest } from '../helpers/yamux-pair.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -40,6 +42,46 @@ async function keysUnder(redis: Redis, pattern: string): Promise<string[]> {
   return (await redis.keys(pattern)).sort()
 }
 
+interface Demo {
+  child: ChildProcess
+  ready: Ready
+  exited: Promise<[number | null, string | null]>
+  stderr: () => string
+}
+
+/** `hopgate demo --json --edges N --store URL` as a process, up to its ready line. */
+async function startDemo(t: TapTest, url: string, edges: number): Promise<Demo> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'shared/cli/main.ts', 'demo', '--json', '--edges', String(edges)].concat(
+      '--store',
+      url,
+    ),
+    {
+      cwd: ROOT,
+      env: { ...process.env, HOPGATE_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
+  let stderr = ''
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
+  const exited = new Promise<[number | null, string | null]>((r) =>
+    child.once('exit', (code, signal) => r([code, signal])),
+  )
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  })
+  const line = await new Promise<string>((resolve, reject) => {
+    const rl = createInterface({ input: child.stdout })
+    rl.once('line', (l) => {
+      rl.close()
+      resolve(l)
+    })
+    void exited.then(([code]) => reject(new Error(`demo exited ${code}: ${stderr}`)))
+  })
+  return { child, ready: JSON.parse(line) as Ready, exited, stderr: () => stderr }
+}
+
 t.test(
   'demo --edges 3 --store redis://: each edge reaches the project; keys gone on exit',
   async (t) => {
@@ -51,42 +93,7 @@ t.test(
     await redis.hset('hopgate:routes', 'p', 'operator route')
     await redis.set('operator:key', 'keep')
 
-    const child = spawn(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        'shared/cli/main.ts',
-        'demo',
-        '--json',
-        '--edges',
-        '3',
-        '--store',
-        server.url,
-      ],
-      {
-        cwd: ROOT,
-        env: { ...process.env, HOPGATE_LOG_LEVEL: 'warn' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    )
-    let stderr = ''
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
-    const exited = new Promise<[number | null, string | null]>((r) =>
-      child.once('exit', (code, signal) => r([code, signal])),
-    )
-    t.teardown(() => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-    })
-    const line = await new Promise<string>((resolve, reject) => {
-      const rl = createInterface({ input: child.stdout })
-      rl.once('line', (l) => {
-        rl.close()
-        resolve(l)
-      })
-      void exited.then(([code]) => reject(new Error(`demo exited ${code}: ${stderr}`)))
-    })
-    const ready = JSON.parse(line) as Ready
+    const { child, ready, exited, stderr } = await startDemo(t, server.url, 3)
     t.equal(ready.edges.length, 3, 'three edges in the ready line')
     t.equal(new Set(ready.edges.map((e) => e.tunnel)).size, 3, 'three distinct tunnel listeners')
     t.equal(ready.store?.kind, 'redis', 'the ready line names the shared store')
@@ -119,7 +126,11 @@ t.test(
 
     child.kill('SIGTERM')
     const [code, signal] = await exited
-    t.same([code, signal], [0, null], `exits 0 on SIGTERM${stderr ? `; stderr: ${stderr}` : ''}`)
+    t.same(
+      [code, signal],
+      [0, null],
+      `exits 0 on SIGTERM${stderr() ? `; stderr: ${stderr()}` : ''}`,
+    )
     t.same(await keysUnder(redis, `${prefix}*`), [], "the run's keys are gone")
     t.same(
       await keysUnder(redis, '*'),
@@ -127,6 +138,48 @@ t.test(
       "the operator's keys are untouched",
     )
     t.equal(await redis.hget('hopgate:routes', 'p'), 'operator route')
+  },
+)
+
+t.test(
+  'a demo killed with -9 leaves its keys until its liveness key expires; the next run removes them',
+  async (t) => {
+    if (!redisAvailable(t)) return
+    const server = await startRedis(t)
+    const redis = new Redis(server.url)
+    t.teardown(() => redis.disconnect())
+    const a = await startDemo(t, server.url, 1)
+    const deadPrefix = a.ready.store!.keyPrefix
+    const ttl = await redis.pttl(`${deadPrefix}demo:alive`)
+    t.ok(ttl > 0 && ttl <= 30_000, `a live run holds a liveness key with a TTL (${ttl} ms)`)
+    a.child.kill('SIGKILL')
+    await a.exited
+    const leaked = await keysUnder(redis, `${deadPrefix}*`)
+    t.ok(leaked.length > 1, `kill -9 leaves the run's keys (${leaked.length})`)
+    // As if 30 s had passed: nobody renews a dead run's liveness key.
+    await redis.del(`${deadPrefix}demo:alive`)
+    // Another run that is alive (its key renewed), and a key that only looks like a demo's.
+    const live = 'hopgate-demo-fedcba9876543210:'
+    await redis.set(`${live}demo:alive`, '1', 'PX', 60_000)
+    await redis.hset(`${live}routes`, 'p', 'live run route')
+    await redis.set('hopgate-demo-notarun', 'keep')
+
+    const b = await startDemo(t, server.url, 1)
+    t.same(await keysUnder(redis, `${deadPrefix}*`), [], "the dead run's keys are gone")
+    t.equal(await redis.hget(`${live}routes`, 'p'), 'live run route', "a live run's keys stay")
+    t.equal(await redis.get('hopgate-demo-notarun'), 'keep', 'keys outside the pattern stay')
+    t.equal(
+      await echoThrough(b.ready.edges[0]!.tcp, 'after sweep\n'),
+      'after sweep\n',
+      'the new run works',
+    )
+    b.child.kill('SIGTERM')
+    t.same(await b.exited, [0, null], `exits 0${b.stderr() ? `; stderr: ${b.stderr()}` : ''}`)
+    t.same(
+      await keysUnder(redis, '*'),
+      [`${live}demo:alive`, `${live}routes`, 'hopgate-demo-notarun'].sort(),
+      'only the live run and the look-alike are left',
+    )
   },
 )
 
