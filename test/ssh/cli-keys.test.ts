@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { writeFile } from 'node:fs/promises'
 import { initCa } from '../../certs/pki.js'
 import { tempDir } from '../helpers/echo.js'
-import { run as runCmd, writeUserKey } from './_helpers.js'
+import { run as runCmd, sshOpts, writeUserKey } from './_helpers.js'
 import { runHopgate, startHopgate, type CliResult } from '../helpers/cli.js'
 
 const ENV = { HOPGATE_ADMIN: '', HOPGATE_STATE_DIR: '' }
@@ -80,20 +80,7 @@ t.test('hopgate ssh-key add|list|remove against a hopgate edge process', async (
     runCmd(
       'ssh',
       [
-        '-F',
-        '/dev/null',
-        '-o',
-        `UserKnownHostsFile=${knownHosts}`,
-        '-o',
-        'StrictHostKeyChecking=yes',
-        '-o',
-        'BatchMode=yes',
-        '-o',
-        'IdentitiesOnly=yes',
-        '-o',
-        'IdentityAgent=none',
-        '-i',
-        alice.path,
+        ...sshOpts({ knownHosts }, alice.path),
         '-p',
         ready.ssh.split(':')[1]!,
         '-N',
