@@ -1,6 +1,7 @@
 // Who a peer is: the runner or edge id read from exactly one URI SAN of a certificate that Node's
 // crypto verified against the expected CA, within its validity, for client auth, not a CA. Never
-// the CN. Owns no revocation state (revocation.ts) and no TLS server (the edge's listener).
+// the CN; for a server we dialed, only that its server cert is from the expected CA. Owns no
+// revocation state (revocation.ts), no TLS server (the edge's listener) and no dial (dial.ts).
 import { X509Certificate } from 'node:crypto'
 import type { TLSSocket } from 'node:tls'
 import { HopgateError } from '../shared/errors.js'
@@ -179,4 +180,23 @@ export function identifyTlsPeer(socket: TLSSocket, opts: IdentifyOptions): PeerI
     throw new HopgateError('HOPGATE_ERR_PKI_TLS_UNVERIFIED', String(socket.authorizationError))
   }
   return { id, serial: cert.serialNumber, cert }
+}
+
+/**
+ * Throws unless the server we dialed showed a server certificate from `ca`, within its validity,
+ * and OpenSSL verified the chain (`authorized`). No id is read: a CA that signs only edges makes
+ * any of its server certs acceptable (the agent's edge, an edge's peer edge).
+ */
+export function assertTlsServerPeer(
+  socket: TLSSocket,
+  ca: X509Certificate,
+  now: Date | number,
+): void {
+  const leaf = socket.getPeerX509Certificate()
+  if (!leaf || !socket.authorized) {
+    throw new HopgateError('HOPGATE_ERR_PKI_TLS_UNVERIFIED', String(socket.authorizationError))
+  }
+  assertIssuedBy(leaf, ca)
+  assertValidAt(leaf, now)
+  assertLeafUsage(leaf, EKU_SERVER_AUTH)
 }

@@ -3,53 +3,17 @@
 // SIGTERM exits 0 for edge and agent, and the exit codes for bad flags (2) and bad config (78).
 import t from 'tap'
 import net from 'node:net'
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { createInterface } from 'node:readline'
+import { runHopgate, startHopgate, type CliResult, type Daemon } from './helpers/cli.js'
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const P = '0f8fad5b-d9cb-469f-a165-70867728950e'
-const children = new Set<ChildProcess>()
-t.teardown(() => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
-})
-
-function hopgate(args: string[]): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'shared/cli/main.ts', ...args], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      HOPGATE_LOG_LEVEL: process.env.HOPGATE_TEST_LOG_LEVEL ?? 'warn',
-      HOPGATE_STATE_DIR: '',
-      HOPGATE_ADMIN: '',
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  children.add(child)
-  child.once('exit', () => children.delete(child))
-  return child
-}
-
-interface Done {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
-async function run(args: string[]): Promise<Done> {
-  const child = hopgate(args)
-  let stdout = ''
-  let stderr = ''
-  child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()))
-  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()))
-  const [code] = (await once(child, 'close')) as [number | null]
-  return { code, stdout, stderr }
-}
+const ENV = { HOPGATE_STATE_DIR: '', HOPGATE_ADMIN: '' }
+const run = (args: string[]): Promise<CliResult> => runHopgate(args, { env: ENV })
 
 async function json(args: string[]): Promise<any> {
   const r = await run(args)
@@ -57,20 +21,8 @@ async function json(args: string[]): Promise<any> {
   return JSON.parse(r.stdout)
 }
 
-/** Starts a long-running command and resolves with its first stdout line, parsed. */
-async function daemon(
-  args: string[],
-): Promise<{ child: ChildProcess; ready: any; err: () => string }> {
-  const child = hopgate(args)
-  let stderr = ''
-  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()))
-  const rl = createInterface({ input: child.stdout! })
-  const line = await new Promise<string>((resolve, reject) => {
-    rl.once('line', resolve)
-    child.once('exit', (code) => reject(new Error(`exited ${code} before ready: ${stderr}`)))
-  })
-  return { child, ready: JSON.parse(line), err: () => stderr }
-}
+/** Starts a long-running command and resolves once it printed its ready line. */
+const daemon = (args: string[]): Promise<Daemon> => startHopgate(args, { env: ENV })
 
 function psOf(pid: number | undefined): string {
   try {
@@ -83,16 +35,16 @@ function psOf(pid: number | undefined): string {
 }
 
 /** SIGTERM, then the exit code; a process still up after 8 s is a failure, not a hang. */
-async function stop(d: { child: ChildProcess; err: () => string }): Promise<number | null> {
+async function stop(d: Daemon): Promise<number | null> {
   if (d.child.exitCode !== null)
-    throw new Error(`exited ${d.child.exitCode} before SIGTERM: ${d.err().slice(-3000)}`)
+    throw new Error(`exited ${d.child.exitCode} before SIGTERM: ${d.stderr().slice(-3000)}`)
   const exited = once(d.child, 'exit') as Promise<[number | null]>
   d.child.kill('SIGTERM')
   const timer = new Promise<never>((_, reject) =>
     setTimeout(
       () =>
         reject(
-          new Error(`no exit 8 s after SIGTERM (${psOf(d.child.pid)}): ${d.err().slice(-2000)}`),
+          new Error(`no exit 8 s after SIGTERM (${psOf(d.child.pid)}): ${d.stderr().slice(-2000)}`),
         ),
       8000,
     ).unref(),

@@ -6,46 +6,19 @@ import net from 'node:net'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
-import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
 import { existsSync } from 'node:fs'
 import { copyFile, mkdtemp, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { tmpdir } from 'node:os'
 import WebSocket from 'ws'
+import { collect, runHopgate, spawnHopgate, type CliResult } from './helpers/cli.js'
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const MAIN = 'shared/cli/main.ts'
+const hopgate = (args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess =>
+  spawnHopgate(args, { env })
 
-function hopgate(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  return spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], {
-    cwd: ROOT,
-    env: { ...process.env, HOPGATE_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-}
-
-interface Done {
-  code: number | null
-  signal: NodeJS.Signals | null
-  stdout: string
-  stderr: string
-}
-
-function collect(child: ChildProcess): Promise<Done> {
-  let stdout = ''
-  let stderr = ''
-  child.stdout?.on('data', (c: Buffer) => (stdout += c.toString()))
-  child.stderr?.on('data', (c: Buffer) => (stderr += c.toString()))
-  return new Promise((resolve, reject) => {
-    child.once('error', reject)
-    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
-  })
-}
-
-function run(args: string[], env?: NodeJS.ProcessEnv): Promise<Done> {
-  return collect(hopgate(args, env))
-}
+const run = (args: string[], env?: NodeJS.ProcessEnv): Promise<CliResult> =>
+  runHopgate(args, { env })
 
 /** Sends `payload`, half-closes, and resolves with everything the peer sent back. */
 async function echoThrough(port: number, payload: Buffer): Promise<Buffer> {
@@ -254,7 +227,8 @@ void t.test('demo --json --ssh-user-ca: the demo account logs in by certificate'
   await copyFile(`${ready.sshKey}.pub`, `${key}.pub`)
   const bare = await sshThrough(ready, 'echo no', key, ['-o', 'IdentitiesOnly=yes'])
   t.equal(bare[0], 255, 'the bare key is refused: it is not registered, the certificate is needed')
-  const keygen = (args: string[]): Promise<Done> => collect(spawn('ssh-keygen', ['-q', ...args]))
+  const keygen = (args: string[]): Promise<CliResult> =>
+    collect(spawn('ssh-keygen', ['-q', ...args]))
   t.equal(
     (await keygen(['-t', 'ed25519', '-N', '', '-C', 'other-ca', '-f', join(dir, 'other_ca')])).code,
     0,

@@ -2,27 +2,13 @@
 // mappings, projects) applied to a file without starting anything; one line per bad field; exit
 // 0 when valid, 78 when not. In-process for the cases, the real CLI for the exit codes.
 import t from 'tap'
-import { spawn } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { validateConfigFile } from '../shared/cli/commands/config.js'
 import { tempDir } from './helpers/echo.js'
+import { runHopgate } from './helpers/cli.js'
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url))
 const P = '0f8fad5b-d9cb-469f-a165-70867728950e'
-
-function hopgate(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'shared/cli/main.ts', ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
-  return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })))
-}
 
 t.test('edge and agent files: valid ones pass, each bad field is named', async (tt) => {
   const dir = await tempDir(tt, 'config')
@@ -110,10 +96,10 @@ t.test('edge and agent files: valid ones pass, each bad field is named', async (
   const neither = await file('neither.yaml', 'version: 1\nstateDir: /x\n')
   tt.match(validateConfigFile(neither).problems.at(-1), /give --for/, 'ambiguous kind')
 
-  const ok = await hopgate(['config', 'validate', edgeOk])
+  const ok = await runHopgate(['config', 'validate', edgeOk])
   tt.equal(ok.code, 0, 'exit 0 for a valid file')
   tt.match(ok.stdout, /valid edge config/)
-  const bad = await hopgate(['config', 'validate', agentSem])
+  const bad = await runHopgate(['config', 'validate', agentSem])
   tt.equal(bad.code, 78, 'exit 78 for an invalid one')
   tt.match(bad.stderr, /projects\.NOT-A-UUID/)
   tt.match(bad.stderr, /edges\.0: want host:port/)

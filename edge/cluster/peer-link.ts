@@ -3,11 +3,11 @@
 // uses share one dial). The edge's client cert (edge CA) authenticates us; the peer's server cert
 // must chain to the same edge CA with server-auth usage. A link that closes is dropped and
 // redialed on next use. Which edge to use is forwarder.ts's decision.
-import tls from 'node:tls'
 import { X509Certificate } from 'node:crypto'
 import { HopgateError } from '../../shared/errors.js'
 import { Session, type YamuxConfig } from '../../shared/yamux/index.js'
-import { EKU_SERVER_AUTH, assertIssuedBy, assertLeafUsage } from '../../certs/identity.js'
+import { assertTlsServerPeer } from '../../certs/identity.js'
+import { dialMutualTls } from '../../certs/dial.js'
 import { PEER_ALPN } from '../../certs/wire.js'
 import type { Pki } from '../../certs/pki.js'
 
@@ -71,57 +71,28 @@ export class PeerLinks {
     this.links.clear()
   }
 
-  private dial(address: string): Promise<Session> {
-    const m = /^(.*):(\d+)$/.exec(address)
-    const host = (m?.[1] ?? '').replace(/^\[|\]$/g, '')
-    return new Promise((resolve, reject) => {
-      const socket = tls.connect({
-        host,
-        port: Number(m?.[2]),
-        key: this.opts.pki.edgeClient.keyPem,
-        cert: this.opts.pki.edgeClient.chainPem,
-        ca: this.opts.pki.edgeCa.certPem,
-        minVersion: 'TLSv1.3',
-        ALPNProtocols: [PEER_ALPN],
-        // Trust is "issued by our edge CA for server auth", checked below, not a host name: edges
-        // dial each other by registry address, which the server cert need not name.
-        checkServerIdentity: () => undefined,
+  private async dial(address: string): Promise<Session> {
+    const socket = await dialMutualTls({
+      address,
+      keyPem: this.opts.pki.edgeClient.keyPem,
+      certPem: this.opts.pki.edgeClient.chainPem,
+      caPem: this.opts.pki.edgeCa.certPem,
+      alpn: PEER_ALPN,
+      timeoutMs: this.opts.connectTimeoutMs ?? 2000,
+      // Trust is "issued by our edge CA for server auth", not a host name: edges dial each other
+      // by registry address, which the server cert need not name.
+      verify: (s) => {
+        assertTlsServerPeer(s, this.edgeCa, Date.now())
+        if (s.alpnProtocol !== PEER_ALPN) throw new Error('peer did not select ALPN')
+      },
+    }).catch((err: unknown) => {
+      throw new HopgateError('HOPGATE_ERR_PEER_UNAVAILABLE', `peer link to ${address}`, {
+        cause: err,
       })
-      const fail = (err: unknown): void => {
-        clearTimeout(timer)
-        socket.destroy()
-        reject(
-          new HopgateError('HOPGATE_ERR_PEER_UNAVAILABLE', `peer link to ${address}`, {
-            cause: err,
-          }),
-        )
-      }
-      const timer = setTimeout(
-        () => fail(new Error('connect timed out')),
-        this.opts.connectTimeoutMs ?? 2000,
-      )
-      socket.once('error', fail)
-      socket.once('secureConnect', () => {
-        clearTimeout(timer)
-        try {
-          const cert = socket.getPeerX509Certificate()
-          if (!cert || !socket.authorized) throw new Error(String(socket.authorizationError))
-          assertIssuedBy(cert, this.edgeCa)
-          assertLeafUsage(cert, EKU_SERVER_AUTH)
-          if (socket.alpnProtocol !== PEER_ALPN) throw new Error('peer did not select ALPN')
-        } catch (err) {
-          return fail(err)
-        }
-        socket.off('error', fail)
-        socket.on('error', () => {})
-        socket.setNoDelay(true)
-        resolve(
-          new Session(socket, {
-            role: 'client',
-            ...(this.opts.yamux ? { config: this.opts.yamux } : {}),
-          }),
-        )
-      })
+    })
+    return new Session(socket, {
+      role: 'client',
+      ...(this.opts.yamux ? { config: this.opts.yamux } : {}),
     })
   }
 }

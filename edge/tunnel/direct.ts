@@ -2,12 +2,13 @@
 // a direct address, the edge dials it (mutual TLS: the edge's client cert from the edge CA; the
 // agent's cert must be from the runner CA and name exactly that runner) and runs the same control
 // handshake as for a reverse session. Concurrent requests for one runner share one dial.
-import tls from 'node:tls'
+import type { TLSSocket } from 'node:tls'
 import { X509Certificate } from 'node:crypto'
 import { HopgateError } from '../../shared/errors.js'
 import { Session, type YamuxConfig } from '../../shared/yamux/index.js'
 import { identifyTlsPeer } from '../../certs/identity.js'
 import { TUNNEL_ALPN } from '../../certs/wire.js'
+import { dialMutualTls } from '../../certs/dial.js'
 import type { Pki } from '../../certs/pki.js'
 import type { Revocations } from '../../certs/revocation.js'
 import type { RouteStore } from '../routing/store.js'
@@ -82,39 +83,18 @@ export class DirectDialer {
     )
   }
 
-  private tls(address: string): Promise<tls.TLSSocket> {
-    const m = /^(.*):(\d+)$/.exec(address)
-    const host = (m?.[1] ?? '').replace(/^\[|\]$/g, '')
-    return new Promise((resolve, reject) => {
-      const socket = tls.connect({
-        host,
-        port: Number(m?.[2]),
-        key: this.opts.pki.edgeClient.keyPem,
-        cert: this.opts.pki.edgeClient.chainPem,
-        ca: this.opts.pki.runnerCa.certPem,
-        minVersion: 'TLSv1.3',
-        ALPNProtocols: [TUNNEL_ALPN],
-        // Identity is the runner URI SAN, checked by identifyTlsPeer: not a host name.
-        checkServerIdentity: () => undefined,
-      })
-      const timer = setTimeout(
-        () => socket.destroy(new Error(`direct dial to ${address} timed out`)),
-        this.opts.connectTimeoutMs ?? 5000,
-      )
-      socket.once('secureConnect', () => {
-        clearTimeout(timer)
-        socket.off('error', reject)
-        socket.on('error', () => {})
-        socket.setNoDelay(true)
-        resolve(socket)
-      })
-      socket.once('error', (err) => {
-        clearTimeout(timer)
-        reject(
-          new HopgateError('HOPGATE_ERR_RUNNER_UNAVAILABLE', `direct dial to ${address} failed`, {
-            cause: err,
-          }),
-        )
+  private tls(address: string): Promise<TLSSocket> {
+    // Who answered (the runner URI SAN) is checked by the caller, with identifyTlsPeer.
+    return dialMutualTls({
+      address,
+      keyPem: this.opts.pki.edgeClient.keyPem,
+      certPem: this.opts.pki.edgeClient.chainPem,
+      caPem: this.opts.pki.runnerCa.certPem,
+      alpn: TUNNEL_ALPN,
+      timeoutMs: this.opts.connectTimeoutMs ?? 5000,
+    }).catch((err: unknown) => {
+      throw new HopgateError('HOPGATE_ERR_RUNNER_UNAVAILABLE', `direct dial to ${address} failed`, {
+        cause: err,
       })
     })
   }

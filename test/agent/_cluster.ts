@@ -12,25 +12,10 @@ import { startAgent, type Agent, type AgentOptions } from '../../agent/agent.js'
 import { PromMetrics } from '../../shared/metrics-prom.js'
 import { tempDir } from '../helpers/echo.js'
 import type { TapTest } from '../helpers/yamux-pair.js'
+import { report } from '../helpers/runner.js'
 
-const GiB = 1024 ** 3
-
-export const report = () => ({
-  capacity: { maxProjects: 10, cpus: 2, memoryBytes: 8 * GiB },
-  storage: { freeBytes: 50 * GiB, totalBytes: 100 * GiB },
-})
-
-export async function until(
-  cond: () => boolean | Promise<boolean>,
-  what: string,
-  ms = 5000,
-): Promise<void> {
-  const end = Date.now() + ms
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`not reached in ${ms} ms: ${what}`)
-    await new Promise((r) => setTimeout(r, 5))
-  }
-}
+export { report } from '../helpers/runner.js'
+export { until } from '../helpers/until.js'
 
 export interface TestEdge {
   edge: Edge

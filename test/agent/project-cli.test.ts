@@ -3,32 +3,17 @@
 // stream (a new project gets a route to this runner and traffic; a removed one is refused by the
 // agent, default deny). The agent's --admin listener answers /healthz, /readyz and /metrics.
 import t from 'tap'
-import { spawn } from 'node:child_process'
 import { statSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
 import net from 'node:net'
 import { once } from 'node:events'
 import { parseTcpMapping } from '../../edge/ingress/tcp.js'
 import { PromMetrics } from '../../shared/metrics-prom.js'
 import { echoServer } from '../helpers/echo.js'
 import { echoClient, enroll, sampleOf, testAgent, testEdge, until } from './_cluster.js'
+import { runHopgate } from '../helpers/cli.js'
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const P1 = '0f8fad5b-d9cb-469f-a165-70867728950e'
 const P2 = '7c9e6679-7425-40de-944b-e07fc1f90ae7'
-
-function hopgate(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'shared/cli/main.ts', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, HOPGATE_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
-  return new Promise((resolve) => child.once('close', (code) => resolve({ code, stdout, stderr })))
-}
 
 t.test('project add, list, remove through the admin socket reach the edge', async (tt) => {
   const echoPort = await echoServer(tt)
@@ -58,7 +43,7 @@ t.test('project add, list, remove through the admin socket reach the edge', asyn
   await once(refused, 'close')
   tt.pass('before add: a stream for the unhosted project is refused')
 
-  const add = await hopgate([
+  const add = await runHopgate([
     'agent',
     'project',
     'add',
@@ -83,9 +68,9 @@ t.test('project add, list, remove through the admin socket reach the edge', asyn
 
   // Independent commands run side by side: each CLI start is most of this test's time.
   const [list, text, bad] = await Promise.all([
-    hopgate(['agent', 'project', 'list', '--state-dir', dir, '--json']),
-    hopgate(['agent', 'project', 'list', '--socket', sock]),
-    hopgate(['agent', 'project', 'add', 'not-a-uuid', '--host', 'x', '--state-dir', dir]),
+    runHopgate(['agent', 'project', 'list', '--state-dir', dir, '--json']),
+    runHopgate(['agent', 'project', 'list', '--socket', sock]),
+    runHopgate(['agent', 'project', 'add', 'not-a-uuid', '--host', 'x', '--state-dir', dir]),
   ])
   tt.equal(list.code, 0)
   tt.same(
@@ -105,7 +90,7 @@ t.test('project add, list, remove through the admin socket reach the edge', asyn
   tt.match(bad.stderr, /HOPGATE_ERR_CONFIG_INVALID/, 'with its typed code')
   tt.equal(agent.registry.get(P2)?.allowedPorts.length, 2, 'the registry is unchanged')
 
-  const rm = await hopgate(['agent', 'project', 'remove', P2, '--state-dir', dir])
+  const rm = await runHopgate(['agent', 'project', 'remove', P2, '--state-dir', dir])
   tt.equal(rm.code, 0)
   tt.match(rm.stdout, /removed/)
   tt.notOk(agent.registry.has(P2), 'gone from the registry')

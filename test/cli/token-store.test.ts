@@ -3,37 +3,19 @@
 // (once), a token minted into the state dir instead is unknown to that edge, and a malformed
 // --store is a configuration error (exit 78).
 import t from 'tap'
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { initCa } from '../../certs/pki.js'
 import { joinOverTls } from '../../certs/enroll.js'
 import { tempDir } from '../helpers/echo.js'
 import { redisAvailable, startRedis } from '../helpers/redis.js'
+import { runHopgate, startHopgate } from '../helpers/cli.js'
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url))
-
-function hopgate(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'shared/cli/main.ts', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, HOPGATE_LOG_LEVEL: 'warn', HOPGATE_STORE: '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()))
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
-  const exit = once(child, 'exit') as Promise<[number | null]>
-  return { child, exit, stdout: () => stdout, stderr: () => stderr }
-}
+const ENV = { HOPGATE_STORE: '' }
 
 async function mint(args: string[]): Promise<string> {
-  const p = hopgate(['token', 'create', '--json', ...args])
-  const [code] = await p.exit
-  if (code !== 0) throw new Error(`token create exited ${code}: ${p.stderr()}`)
-  return (JSON.parse(p.stdout()) as { token: string }).token
+  const r = await runHopgate(['token', 'create', '--json', ...args], { env: ENV })
+  if (r.code !== 0) throw new Error(`token create exited ${r.code}: ${r.stderr}`)
+  return (JSON.parse(r.stdout) as { token: string }).token
 }
 
 t.test('token create --store redis:// mints into the shared store', async (tt) => {
@@ -65,15 +47,12 @@ t.test('token create --store redis:// mints into the shared store', async (tt) =
   tt.ok((await redis.keys('other:token*')).length > 0, '--store-key-prefix is honoured')
   const local = await mint(['--state-dir', dir, '--runner', 'runner-b'])
 
-  const edge = hopgate(['edge', '--state-dir', dir, '--tunnel-listen', '127.0.0.1:0', '--json'], {
-    HOPGATE_STORE: server.url,
-  })
+  const edge = await startHopgate(
+    ['edge', '--state-dir', dir, '--tunnel-listen', '127.0.0.1:0', '--json'],
+    { env: { HOPGATE_STORE: server.url } },
+  )
   tt.teardown(() => void edge.child.kill('SIGKILL'))
-  const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: edge.child.stdout }).once('line', resolve)
-    void edge.exit.then(([code]) => reject(new Error(`edge exited ${code}: ${edge.stderr()}`)))
-  })
-  const ready = JSON.parse(line) as { tunnel: string; store: string }
+  const ready = edge.ready as { tunnel: string; store: string }
   tt.equal(ready.store, 'redis', 'the edge runs on the Redis store')
   const port = Number(ready.tunnel.split(':').pop())
 
@@ -97,16 +76,10 @@ t.test('token create --store redis:// mints into the shared store', async (tt) =
   edge.child.kill('SIGTERM')
   tt.equal((await edge.exit)[0], 0, 'the edge exits 0')
 
-  const bad = hopgate([
-    'token',
-    'create',
-    '--state-dir',
-    dir,
-    '--runner',
-    'r',
-    '--store',
-    'mysql://x',
-  ])
-  tt.equal((await bad.exit)[0], 78, 'a malformed --store is a configuration error')
-  tt.match(bad.stderr(), 'HOPGATE_ERR_CONFIG_INVALID')
+  const bad = await runHopgate(
+    ['token', 'create', '--state-dir', dir, '--runner', 'r', '--store', 'mysql://x'],
+    { env: ENV },
+  )
+  tt.equal(bad.code, 78, 'a malformed --store is a configuration error')
+  tt.match(bad.stderr, 'HOPGATE_ERR_CONFIG_INVALID')
 })

@@ -1,23 +1,17 @@
 // Shared set-up for the cluster tests: N edge state directories that share one runner CA and one
-// edge CA (as operators set them up: copy the two CAs, `hopgate ca init --edge-id`), runner
-// enrollment, tagged TCP servers (the reply says which runner's target answered), a TCP round
-// trip, and polling.
+// edge CA (as operators set them up: copy the two CAs, `hopgate ca init --edge-id`), tagged TCP
+// servers (the reply says which runner's target answered) and a TCP round trip;
+// enrollment, the agent report and polling are test/helpers' (re-exported here).
 import net from 'node:net'
 import { once } from 'node:events'
 import { copyFile, mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { initCa } from '../../certs/pki.js'
-import { createJoinToken, FileTokenStore, type TokenStore } from '../../certs/tokens.js'
-import { joinOverTls, saveRunnerIdentity } from '../../certs/enroll.js'
-import { wallClock } from '../../certs/state.js'
 import { tempDir } from '../helpers/echo.js'
 import type { TapTest } from '../helpers/yamux-pair.js'
 
-export const GiB = 1024 ** 3
-export const report = () => ({
-  capacity: { maxProjects: 10, cpus: 2, memoryBytes: 8 * GiB },
-  storage: { freeBytes: 50 * GiB, totalBytes: 100 * GiB },
-})
+export { GiB, enroll, report } from '../helpers/runner.js'
+export { until } from '../helpers/until.js'
 
 /** State dirs for edges `ids`, the first holding the CAs, the others copies of both CAs. */
 export async function clusterStateDirs(tt: TapTest, ids: string[]): Promise<string[]> {
@@ -34,29 +28,6 @@ export async function clusterStateDirs(tt: TapTest, ids: string[]): Promise<stri
     dirs.push(dir)
   }
   return dirs
-}
-
-/**
- * Enrolls `runnerId` through the edge whose state dir and tunnel port are given; the join token
- * goes into `tokens` (the edge's shared store), else the edge's embedded one.
- */
-export async function enroll(
-  tt: TapTest,
-  edgeDir: string,
-  tunnelPort: number,
-  runnerId: string,
-  tokens: TokenStore = new FileTokenStore(edgeDir),
-): Promise<string> {
-  const { pki } = await initCa(edgeDir)
-  const token = await createJoinToken(tokens, {
-    runnerId,
-    ttlMs: 15 * 60_000,
-    edgeCaFingerprint: pki.edgeCa.fingerprint.base64url,
-    clock: wallClock,
-  })
-  const dir = await tempDir(tt, runnerId)
-  await saveRunnerIdentity(dir, await joinOverTls({ host: '127.0.0.1', port: tunnelPort, token }))
-  return dir
 }
 
 /** A TCP server answering `tag:` + whatever it was sent, then closing; returns its port. */
@@ -95,16 +66,4 @@ export function roundTrip(port: number, msg: string, timeoutMs = 5000): Promise<
     })
     c.once('connect', () => c.end(msg))
   })
-}
-
-export async function until(
-  cond: () => boolean | Promise<boolean>,
-  what: string,
-  ms = 5000,
-): Promise<void> {
-  const end = Date.now() + ms
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`not reached in ${ms} ms: ${what}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
 }

@@ -13,21 +13,10 @@ import { wallClock } from '../../certs/state.js'
 import { startEdge } from '../../edge/edge.js'
 import { startAgent } from '../../agent/agent.js'
 import { parseTcpMapping } from '../../edge/ingress/tcp.js'
+import { enroll, report } from '../helpers/runner.js'
+import { until } from '../helpers/until.js'
 
 const P = '0f8fad5b-d9cb-469f-a165-70867728950e'
-const GiB = 1024 ** 3
-
-async function until(
-  cond: () => boolean | Promise<boolean>,
-  what: string,
-  ms = 5000,
-): Promise<void> {
-  const end = Date.now() + ms
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`not reached in ${ms} ms: ${what}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
-}
 
 t.test('enroll, connect, reach a project through raw TCP ingress, revoke', async (tt) => {
   const edgeDir = await tempDir(tt, 'edge')
@@ -67,10 +56,7 @@ t.test('enroll, connect, reach a project through raw TCP ingress, revoke', async
     edges: [`127.0.0.1:${tunnelPort}`],
     slots: 2,
     projects: { [P]: { host: '127.0.0.1', allowedPorts: [echoPort] } },
-    report: () => ({
-      capacity: { maxProjects: 10, cpus: 2, memoryBytes: 8 * GiB },
-      storage: { freeBytes: 50 * GiB, totalBytes: 100 * GiB },
-    }),
+    report,
   })
   tt.teardown(() => agent.close())
   await until(() => edge.sessions.sessions('runner-a').length === 2, 'two sessions from the agent')
@@ -109,15 +95,8 @@ t.test('enroll, connect, reach a project through raw TCP ingress, revoke', async
 
 t.test('direct connector: with no reverse session left, the edge dials the agent', async (tt) => {
   const edgeDir = await tempDir(tt, 'edge')
-  const agentDir = await tempDir(tt, 'agent')
   const echoPort = await echoServer(tt)
-  const { pki } = await initCa(edgeDir, { edgeId: 'edge-1' })
-  const token = await createJoinToken(new FileTokenStore(edgeDir), {
-    runnerId: 'runner-d',
-    ttlMs: 60_000,
-    edgeCaFingerprint: pki.edgeCa.fingerprint.base64url,
-    clock: wallClock,
-  })
+  await initCa(edgeDir, { edgeId: 'edge-1' })
   const edge = await startEdge({
     stateDir: edgeDir,
     tunnelPort: 0,
@@ -125,20 +104,14 @@ t.test('direct connector: with no reverse session left, the edge dials the agent
     heartbeatIntervalMs: 200,
   })
   tt.teardown(() => edge.close())
-  await saveRunnerIdentity(
-    agentDir,
-    await joinOverTls({ host: '127.0.0.1', port: edge.tunnel.address.port, token }),
-  )
+  const agentDir = await enroll(tt, edgeDir, edge.tunnel.address.port, 'runner-d')
   const agent = await startAgent({
     stateDir: agentDir,
     edges: [`127.0.0.1:${edge.tunnel.address.port}`],
     slots: 1,
     listen: { host: '127.0.0.1', port: 0 },
     projects: { [P]: { host: '127.0.0.1', allowedPorts: [echoPort] } },
-    report: () => ({
-      capacity: { maxProjects: 10, cpus: 2, memoryBytes: 8 * GiB },
-      storage: { freeBytes: 50 * GiB, totalBytes: 100 * GiB },
-    }),
+    report,
   })
   tt.teardown(() => agent.close())
   await until(() => edge.sessions.sessions('runner-d').length === 1, 'reverse session up')

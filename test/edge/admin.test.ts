@@ -8,35 +8,19 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { initCa } from '../../certs/pki.js'
-import { createJoinToken, FileTokenStore } from '../../certs/tokens.js'
-import { joinOverTls, saveRunnerIdentity } from '../../certs/enroll.js'
-import { wallClock } from '../../certs/state.js'
 import { startEdge } from '../../edge/edge.js'
 import { startAgent } from '../../agent/agent.js'
 import { startAdmin } from '../../edge/admin.js'
+import { tempDir } from '../helpers/echo.js'
+import { enroll, report } from '../helpers/runner.js'
+import { until } from '../helpers/until.js'
 
 const P = '0f8fad5b-d9cb-469f-a165-70867728950e'
 const Q = '1b4e28ba-2fa1-11d2-883f-0016d3cca427'
-const GiB = 1024 ** 3
-
-async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 5000) {
-  const end = Date.now() + ms
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`not reached in ${ms} ms: ${what}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
-}
 
 t.test('admin API against a running edge with one agent', async (tt) => {
-  const edgeDir = await mkdtemp(join(tmpdir(), 'hopgate-admin-edge-'))
-  const agentDir = await mkdtemp(join(tmpdir(), 'hopgate-admin-agent-'))
-  tt.teardown(() =>
-    Promise.all([
-      rm(edgeDir, { recursive: true, force: true }),
-      rm(agentDir, { recursive: true, force: true }),
-    ]),
-  )
-  const { pki } = await initCa(edgeDir, { edgeId: 'edge-1' })
+  const edgeDir = await tempDir(tt, 'admin-edge')
+  await initCa(edgeDir, { edgeId: 'edge-1' })
   const edge = await startEdge({
     stateDir: edgeDir,
     tunnelPort: 0,
@@ -70,14 +54,8 @@ t.test('admin API against a running edge with one agent', async (tt) => {
   echo.listen(0, '127.0.0.1')
   await once(echo, 'listening')
   tt.teardown(() => new Promise<void>((r) => echo.close(() => r())))
-  const token = await createJoinToken(new FileTokenStore(edgeDir), {
-    runnerId: 'runner-a',
-    ttlMs: 60_000,
-    edgeCaFingerprint: pki.edgeCa.fingerprint.base64url,
-    clock: wallClock,
-  })
   const port = edge.tunnel.address.port
-  await saveRunnerIdentity(agentDir, await joinOverTls({ host: '127.0.0.1', port, token }))
+  const agentDir = await enroll(tt, edgeDir, port, 'runner-a')
   const agent = await startAgent({
     stateDir: agentDir,
     edges: [`127.0.0.1:${port}`],
@@ -85,10 +63,7 @@ t.test('admin API against a running edge with one agent', async (tt) => {
     projects: {
       [P]: { host: '127.0.0.1', allowedPorts: [(echo.address() as net.AddressInfo).port] },
     },
-    report: () => ({
-      capacity: { maxProjects: 10, cpus: 2, memoryBytes: 8 * GiB },
-      storage: { freeBytes: 50 * GiB, totalBytes: 100 * GiB },
-    }),
+    report,
   })
   tt.teardown(() => agent.close())
   await until(() => edge.sessions.sessions('runner-a').length === 2, 'two sessions')

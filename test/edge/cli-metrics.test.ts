@@ -3,48 +3,30 @@
 // process metrics, and no id or address in any label.
 import t from 'tap'
 import net from 'node:net'
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 import { initCa } from '../../certs/pki.js'
 import { tempDir } from '../helpers/echo.js'
 import { sampleOf } from '../agent/_cluster.js'
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+import { startHopgate } from '../helpers/cli.js'
 
 t.test('hopgate edge: GET /metrics', async (tt) => {
   const dir = await tempDir(tt, 'edge-cli')
   await initCa(dir, { edgeId: 'edge-9' })
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      'shared/cli/main.ts',
-      'edge',
-      '--json',
-      '--state-dir',
-      dir,
-      '--tunnel-listen',
-      '127.0.0.1:0',
-      '--admin-listen',
-      '127.0.0.1:0',
-    ],
-    {
-      cwd: ROOT,
-      env: { ...process.env, HOPGATE_LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  )
-  let stderr = ''
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
+  const edge = await startHopgate([
+    'edge',
+    '--json',
+    '--state-dir',
+    dir,
+    '--tunnel-listen',
+    '127.0.0.1:0',
+    '--admin-listen',
+    '127.0.0.1:0',
+  ])
   tt.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL')
+    if (edge.child.exitCode === null) edge.child.kill('SIGKILL')
   })
-  const [line] = (await once(createInterface({ input: child.stdout }), 'line')) as [string]
-  const ready = JSON.parse(line) as { tunnel: string; admin: string }
-  tt.match(ready.admin, /^127\.0\.0\.1:\d+$/, `ready line names the admin port ${stderr}`)
+  const ready = edge.ready as { tunnel: string; admin: string }
+  tt.match(ready.admin, /^127\.0\.0\.1:\d+$/, `ready line names the admin port ${edge.stderr()}`)
 
   // A plain TCP connection that speaks no TLS: refused, and counted.
   const [host, port] = ready.tunnel.split(':') as [string, string]
@@ -69,7 +51,7 @@ t.test('hopgate edge: GET /metrics', async (tt) => {
   tt.equal(sampleOf({ body: text }, 'hopgate_edge_sessions', { connector: 'reverse' }), 0)
   tt.match(text, /^process_cpu_user_seconds_total /m, 'process metrics from prom-client')
   tt.notMatch(text, /127\.0\.0\.1|edge-9/, 'no address or id in any label')
-  child.kill('SIGTERM')
-  const [code] = (await once(child, 'exit')) as [number]
+  edge.child.kill('SIGTERM')
+  const [code] = await edge.exit
   tt.equal(code, 0, 'SIGTERM exits 0')
 })

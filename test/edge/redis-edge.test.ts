@@ -4,27 +4,17 @@
 import t from 'tap'
 import net from 'node:net'
 import { initCa } from '../../certs/pki.js'
-import { createJoinToken } from '../../certs/tokens.js'
-import { joinOverTls, saveRunnerIdentity } from '../../certs/enroll.js'
-import { wallClock } from '../../certs/state.js'
 import { startEdge } from '../../edge/edge.js'
 import { openStores } from '../../edge/stores.js'
 import { RedisClient } from '../../edge/routing/redis-client.js'
 import { startAgent } from '../../agent/agent.js'
 import { tempDir } from '../helpers/echo.js'
 import { redisAvailable, startRedis } from '../helpers/redis.js'
+import { enroll, report } from '../helpers/runner.js'
+import { until } from '../helpers/until.js'
 import type { TapTest } from './routing-helpers.js'
 
 const P = '0f8fad5b-d9cb-469f-a165-70867728950e'
-const GiB = 1024 ** 3
-
-async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 5000) {
-  const end = Date.now() + ms
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`not reached in ${ms} ms: ${what}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
-}
 
 /**
  * An echo service whose teardown destroys its connections: server.close() alone waits for them,
@@ -77,8 +67,7 @@ if (redisAvailable(t)) {
   t.test('an edge on Redis: join, route, bytes, revocation from another edge', async (tt) => {
     const server = await startRedis(tt)
     const edgeDir = await tempDir(tt, 'redis-edge')
-    const agentDir = await tempDir(tt, 'redis-agent')
-    const { pki } = await initCa(edgeDir, { edgeId: 'edge-1' })
+    await initCa(edgeDir, { edgeId: 'edge-1' })
     const echoPort = await echo(tt)
     const edge = await startEdge({
       stateDir: edgeDir,
@@ -105,24 +94,15 @@ if (redisAvailable(t)) {
     tt.teardown(() => other.close())
 
     // The token is made through the other edge: any edge of the cluster can spend it.
-    const token = await createJoinToken(other.tokens, {
-      runnerId: 'runner-a',
-      ttlMs: 60_000,
-      edgeCaFingerprint: pki.edgeCa.fingerprint.base64url,
-      clock: wallClock,
-    })
     const port = edge.tunnel.address.port
-    await saveRunnerIdentity(agentDir, await joinOverTls({ host: '127.0.0.1', port, token }))
+    const agentDir = await enroll(tt, edgeDir, port, 'runner-a', other.tokens)
     tt.ok((await other.tokens.list())[0]?.usedAt, 'the token is spent, in Redis')
     const agent = await startAgent({
       stateDir: agentDir,
       edges: [`127.0.0.1:${port}`],
       slots: 2,
       projects: { [P]: { host: '127.0.0.1', allowedPorts: [echoPort] } },
-      report: () => ({
-        capacity: { maxProjects: 10, cpus: 2, memoryBytes: 8 * GiB },
-        storage: { freeBytes: 50 * GiB, totalBytes: 100 * GiB },
-      }),
+      report,
     })
     tt.teardown(() => agent.close())
     await until(() => edge.sessions.sessions('runner-a').length === 2, 'two sessions')

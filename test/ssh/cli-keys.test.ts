@@ -4,49 +4,16 @@
 // with real OpenSSH (ProxyJump mode: the account alone) and refused once removed, and typed
 // errors with non-zero exits for bad input. (The admin endpoints themselves: admin-keys.test.ts.)
 import t from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { writeFile } from 'node:fs/promises'
 import { initCa } from '../../certs/pki.js'
 import { tempDir } from '../helpers/echo.js'
-import { run as runCmd, writeUserKey } from './_helpers.js'
+import { run as runCmd, sshOpts, writeUserKey } from './_helpers.js'
+import { runHopgate, startHopgate, type CliResult } from '../helpers/cli.js'
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url))
-const children = new Set<ChildProcess>()
-t.teardown(() => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
-})
-
-function hopgate(args: string[]): ChildProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'shared/cli/main.ts', ...args], {
-    cwd: ROOT,
-    env: { ...process.env, HOPGATE_LOG_LEVEL: 'warn', HOPGATE_ADMIN: '', HOPGATE_STATE_DIR: '' },
-    stdio: ['pipe', 'pipe', 'pipe'],
-  })
-  children.add(child)
-  child.once('exit', () => children.delete(child))
-  return child
-}
-
-interface Done {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
-async function cli(args: string[], stdin = ''): Promise<Done> {
-  const child = hopgate(args)
-  let stdout = ''
-  let stderr = ''
-  child.stdout!.on('data', (c: Buffer) => (stdout += c.toString()))
-  child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()))
-  child.stdin!.end(stdin)
-  const [code] = (await once(child, 'close')) as [number | null]
-  return { code, stdout, stderr }
-}
+const ENV = { HOPGATE_ADMIN: '', HOPGATE_STATE_DIR: '' }
+const cli = (args: string[], input = ''): Promise<CliResult> =>
+  runHopgate(args, { env: ENV, input })
 
 t.test('hopgate ssh upstream-key', async (tt) => {
   const dir = await tempDir(tt, 'keys')
@@ -82,30 +49,23 @@ t.test('hopgate ssh-key add|list|remove against a hopgate edge process', async (
   const dir = await tempDir(tt, 'edge')
   const work = await tempDir(tt, 'work')
   await initCa(dir, { edgeId: 'edge-1' })
-  const edge = hopgate([
-    'edge',
-    '--json',
-    '--state-dir',
-    dir,
-    '--tunnel-listen',
-    '127.0.0.1:0',
-    '--admin-listen',
-    '127.0.0.1:0',
-    '--ssh',
-    '127.0.0.1:0',
-  ])
-  let edgeErr = ''
-  edge.stderr!.on('data', (c: Buffer) => (edgeErr += c.toString()))
-  const exited = once(edge, 'exit').then(([code]) => {
-    throw new Error(`hopgate edge exited (${code}) before its ready line: ${edgeErr}`)
-  })
-  const [line] = (await Promise.race([
-    once(createInterface({ input: edge.stdout! }), 'line'),
-    exited,
-  ])) as [string]
-  exited.catch(() => {})
-  const ready = JSON.parse(line) as { admin: string; ssh: string }
-  tt.match(ready.ssh, /^127\.0\.0\.1:\d+$/, `the edge has SSH ingress ${edgeErr}`)
+  const edge = await startHopgate(
+    [
+      'edge',
+      '--json',
+      '--state-dir',
+      dir,
+      '--tunnel-listen',
+      '127.0.0.1:0',
+      '--admin-listen',
+      '127.0.0.1:0',
+      '--ssh',
+      '127.0.0.1:0',
+    ],
+    { env: ENV },
+  )
+  const ready = edge.ready as { admin: string; ssh: string }
+  tt.match(ready.ssh, /^127\.0\.0\.1:\d+$/, `the edge has SSH ingress ${edge.stderr()}`)
   const admin = ['--admin', ready.admin]
   const alice = await writeUserKey(work, 'alice')
 
@@ -120,20 +80,7 @@ t.test('hopgate ssh-key add|list|remove against a hopgate edge process', async (
     runCmd(
       'ssh',
       [
-        '-F',
-        '/dev/null',
-        '-o',
-        `UserKnownHostsFile=${knownHosts}`,
-        '-o',
-        'StrictHostKeyChecking=yes',
-        '-o',
-        'BatchMode=yes',
-        '-o',
-        'IdentitiesOnly=yes',
-        '-o',
-        'IdentityAgent=none',
-        '-i',
-        alice.path,
+        ...sshOpts({ knownHosts }, alice.path),
         '-p',
         ready.ssh.split(':')[1]!,
         '-N',
@@ -204,8 +151,7 @@ t.test('hopgate ssh-key add|list|remove against a hopgate edge process', async (
   const empty = await cli(['ssh-key', 'list', 'alice', ...admin, '--json'])
   tt.same(JSON.parse(empty.stdout), { keys: [] }, 'and alice has no keys')
 
-  const stopped = once(edge, 'exit')
-  edge.kill('SIGTERM')
-  const [exit] = (await stopped) as [number | null]
+  edge.child.kill('SIGTERM')
+  const [exit] = await edge.exit
   tt.equal(exit, 0, 'the edge exits 0 on SIGTERM')
 })
