@@ -3,7 +3,6 @@
 // edge server cert from that CA; host names are not checked because that CA signs edges only.
 import type tls from 'node:tls'
 import { X509Certificate } from 'node:crypto'
-import { HopgateError } from '../shared/errors.js'
 import { TUNNEL_ALPN } from '../certs/wire.js'
 import { assertTlsServerPeer } from '../certs/identity.js'
 import { dialMutualTls } from '../certs/dial.js'
@@ -21,10 +20,6 @@ export function tunnelDialer(identity: RunnerIdentity, opts: { connectTimeoutMs?
       timeoutMs: opts.connectTimeoutMs ?? 10_000,
       signal,
       // The edge CA is pinned and signs only edges: what matters is the chain and the usage.
-      verify: (socket) => {
-        if (socket.alpnProtocol !== TUNNEL_ALPN)
-          throw new HopgateError('HOPGATE_ERR_JOIN_ALPN_MISMATCH')
-        assertTlsServerPeer(socket, edgeCa, Date.now())
-      },
+      verify: (socket) => assertTlsServerPeer(socket, edgeCa, Date.now()),
     })
 }

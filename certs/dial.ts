@@ -24,7 +24,8 @@ export interface MutualTlsDialOptions {
 /**
  * Resolves with the handshaken, verified socket (Nagle off). Rejects with the bare cause, for the
  * caller to wrap in its own typed error: HOPGATE_ERR_CONFIG_INVALID for an address without a
- * port, HOPGATE_ERR_ABORTED, a timeout Error, the socket's error, or what `verify` threw.
+ * port, HOPGATE_ERR_ABORTED, a timeout Error, the socket's error, HOPGATE_ERR_JOIN_ALPN_MISMATCH
+ * when the peer did not select `alpn`, or what `verify` threw.
  */
 export function dialMutualTls(o: MutualTlsDialOptions): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
@@ -65,6 +66,13 @@ export function dialMutualTls(o: MutualTlsDialOptions): Promise<tls.TLSSocket> {
     socket.once('error', fail)
     socket.once('secureConnect', () => {
       try {
+        // A server that speaks TLS with a chain from our CA but not our protocol is not our peer.
+        if (socket.alpnProtocol !== o.alpn) {
+          throw new HopgateError(
+            'HOPGATE_ERR_JOIN_ALPN_MISMATCH',
+            `${o.address} selected ${String(socket.alpnProtocol)}, not ${o.alpn}`,
+          )
+        }
         o.verify?.(socket)
       } catch (err) {
         return fail(err instanceof Error ? err : new Error(String(err)))

@@ -208,7 +208,9 @@ export const ERROR_CATALOG = {
   HOPGATE_ERR_JOIN_CONNECTION_FAILED: {
     message: 'join connection failed or closed before the answer',
   },
-  HOPGATE_ERR_JOIN_ALPN_MISMATCH: { message: 'edge did not select the hopgate-join/1 protocol' },
+  HOPGATE_ERR_JOIN_ALPN_MISMATCH: {
+    message: 'the TLS peer did not select the expected hopgate protocol (ALPN)',
+  },
   HOPGATE_ERR_JOIN_EDGE_UNTRUSTED: {
     message: 'edge certificate chain does not end in the CA pinned by the join token',
   },

@@ -81,10 +81,7 @@ export class PeerLinks {
       timeoutMs: this.opts.connectTimeoutMs ?? 2000,
       // Trust is "issued by our edge CA for server auth", not a host name: edges dial each other
       // by registry address, which the server cert need not name.
-      verify: (s) => {
-        assertTlsServerPeer(s, this.edgeCa, Date.now())
-        if (s.alpnProtocol !== PEER_ALPN) throw new Error('peer did not select ALPN')
-      },
+      verify: (s) => assertTlsServerPeer(s, this.edgeCa, Date.now()),
     }).catch((err: unknown) => {
       throw new HopgateError('HOPGATE_ERR_PEER_UNAVAILABLE', `peer link to ${address}`, {
         cause: err,

@@ -21,6 +21,13 @@ import {
 import { generateKeyPairSync, verify, type KeyObject } from 'node:crypto'
 import type { Logger } from '../log.js'
 
+/**
+ * `sh -c` script: runs sshd ("$@") in the background without our pipe, and a reader on the pipe
+ * (fd 3: a background list's stdin is /dev/null) that stops sshd at EOF. The shell exits with
+ * sshd, so an sshd that fails to start is seen as an exit.
+ */
+const SSHD_GUARD = 'exec 3<&0; "$@" 3<&- & p=$!; (read _ <&3; kill $p 2>/dev/null) & wait $p'
+
 const HOST = '127.0.0.1'
 const SSHD_PATHS = ['/usr/sbin/sshd', '/usr/local/sbin/sshd', '/usr/bin/sshd']
 
@@ -95,9 +102,14 @@ export async function startDemoSshd(
       'LogLevel ERROR',
     ]
     await writeFile(join(dir, 'sshd_config'), cfg.join('\n') + '\n')
-    const child = spawn(sshd, ['-f', join(dir, 'sshd_config'), '-D', '-e'], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    })
+    // Through a guard shell holding our pipe: when the demo goes, even by kill -9, the pipe
+    // closes, the guard's reader sees EOF and stops sshd (it would outlive us on its port).
+    const child = spawn(
+      '/bin/sh',
+      ['-c', SSHD_GUARD, 'sshd-guard', sshd, '-f', join(dir, 'sshd_config'), '-D', '-e'],
+      { stdio: ['pipe', 'ignore', 'pipe'] },
+    )
+    child.stdin.on('error', () => {})
     child.stderr.on('data', (c: Buffer) => log.warn({ sshd: c.toString().trim() }, 'demo sshd'))
     await waitListening(port, child)
     return {
@@ -105,8 +117,10 @@ export async function startDemoSshd(
       kind: 'openssh',
       close: async () => {
         if (child.exitCode !== null) return
-        child.kill('SIGTERM')
-        await once(child, 'exit')
+        const exited = once(child, 'exit')
+        // EOF to the guard: it stops sshd and exits with it.
+        child.stdin.end()
+        await exited
       },
     }
   }

@@ -1,6 +1,7 @@
 // certs/dial.ts over real TLS 1.3 on 127.0.0.1: the dial both edges (peer link, direct connector)
 // and the agent use. It hands over a verified socket, or rejects with the bare cause and leaves no
-// socket open: a refusal by `verify`, a chain from the wrong CA, a deadline, an abort, a bad address.
+// socket open: a refusal by `verify`, no ALPN selected, a chain from the wrong CA, a deadline, an
+// abort, a bad address.
 import t from 'tap'
 import net from 'node:net'
 import tls from 'node:tls'
@@ -20,6 +21,8 @@ async function server(
   t: Teardown,
   pki: Pki,
   serverCert: Issued = { certPem: pki.edgeServer.chainPem, keyPem: pki.edgeServer.keyPem },
+  /** null: the server offers no protocol, so none is selected. */
+  alpn: string[] | null = [PEER_ALPN],
 ): Promise<{ address: string; closed: () => Promise<unknown> }> {
   const closes: Promise<unknown>[] = []
   const srv = tls.createServer(
@@ -30,7 +33,7 @@ async function server(
       requestCert: true,
       rejectUnauthorized: true,
       minVersion: 'TLSv1.3',
-      ALPNProtocols: [PEER_ALPN],
+      ...(alpn && { ALPNProtocols: alpn }),
     },
     (s) => {
       s.on('error', () => undefined)
@@ -112,6 +115,19 @@ t.test('what verify throws is the rejection, and the socket is closed', async (t
     ),
     refusal,
   )
+  await srv.closed()
+  t.pass('the server saw the connection close')
+})
+
+t.test('a server with our chain that selects no protocol is refused, before verify', async (t) => {
+  const pki = await pkiOnce()
+  const srv = await server(t, pki, undefined, null)
+  let verified = 0
+  await t.rejects(
+    dialMutualTls(edgeDial(pki, { address: srv.address, verify: () => void verified++ })),
+    { code: 'HOPGATE_ERR_JOIN_ALPN_MISMATCH' },
+  )
+  t.equal(verified, 0, 'verify never ran')
   await srv.closed()
   t.pass('the server saw the connection close')
 })

@@ -7,6 +7,8 @@ import t from 'tap'
 import net from 'node:net'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { existsSync, readFileSync } from 'node:fs'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { createInterface } from 'node:readline'
 import { Redis } from 'ioredis'
@@ -36,6 +38,28 @@ async function echoThrough(hostPort: string, payload: string): Promise<string> {
   await once(sock, 'end')
   sock.destroy()
   return Buffer.concat(chunks).toString()
+}
+
+/** Every live descendant of `pid` (Linux /proc). */
+function descendants(pid: number): number[] {
+  let kids: number[]
+  try {
+    kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number)
+  } catch {
+    return []
+  }
+  return kids.flatMap((k) => [k, ...descendants(k)])
+}
+
+function cmdline(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ')
+  } catch {
+    return ''
+  }
 }
 
 async function keysUnder(redis: Redis, pattern: string): Promise<string[]> {
@@ -152,8 +176,16 @@ t.test(
     const deadPrefix = a.ready.store!.keyPrefix
     const ttl = await redis.pttl(`${deadPrefix}demo:alive`)
     t.ok(ttl > 0 && ttl <= 30_000, `a live run holds a liveness key with a TTL (${ttl} ms)`)
+    const sshd = descendants(a.child.pid!).filter((pid) =>
+      /^(sshd|\/\S*sshd)\b.*sshd_config/.test(cmdline(pid)),
+    )
+    t.equal(sshd.length, 1, "the demo's project sshd runs under it")
     a.child.kill('SIGKILL')
     await a.exited
+    // Its pipe to the sshd guard closed with it: the sshd does not outlive the demo.
+    const gone = Date.now() + 5000
+    while (existsSync(`/proc/${sshd[0]}`) && Date.now() < gone) await sleep(50)
+    t.notOk(existsSync(`/proc/${sshd[0]}`), 'the sshd is gone after kill -9 of the demo')
     const leaked = await keysUnder(redis, `${deadPrefix}*`)
     t.ok(leaked.length > 1, `kill -9 leaves the run's keys (${leaked.length})`)
     // As if 30 s had passed: nobody renews a dead run's liveness key.
