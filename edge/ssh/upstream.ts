@@ -256,9 +256,9 @@ export function bridgeConnection(
   const g = { ...UPSTREAM_GUARD_DEFAULTS, ...o.guards }
   let closed = false
   let up: UpstreamClient | undefined
-  // Open session channels: told why before a hostile upstream is cut off.
+  // Open session channels: told why before a hostile or hung upstream is cut off.
   const sessions = new Set<ServerChannel>()
-  // Set while a hostile upstream is being cut: the user's channels close first, see hostile().
+  // Set while an upstream is being cut: the user's channels close first, see cutOff().
   let cutting = false
   const closeAll = (): void => {
     if (closed || cutting) return
