@@ -396,6 +396,10 @@ export const ERROR_CATALOG = {
   HOPGATE_ERR_SSH_UPSTREAM_HOSTILE: {
     message: "the project's sshd broke channel limits and was cut off",
   },
+  HOPGATE_ERR_SSH_UPSTREAM_TIMEOUT: {
+    message:
+      "the project's sshd did not answer a channel open or session request in time and was cut off",
+  },
   HOPGATE_ERR_SSH_FORWARD_REFUSED: { message: 'SSH forwarding request is not allowed here' },
 
   // Redis store, edge registry, forwarding and drain (issue 6).

@@ -60,6 +60,22 @@ t.test('edge and agent files: valid ones pass, each bad field is named', async (
     'the out-of-range guard is named by its path',
   )
   tt.match(g.problems.join('\n'), /burst|Unrecognized key/, 'an unknown guard key is named')
+  const replyOk = await file(
+    'edge-reply.yaml',
+    'version: 1\nstateDir: /tmp/e\nssh:\n  upstreamGuards:\n    requestReplyTimeoutMs: 1000\n    maxChannelRequestsPerSecond: 10000\n',
+  )
+  tt.ok(
+    validateConfigFile(replyOk, 'edge').ok,
+    'reply deadline and channel-request rate at their edges',
+  )
+  const replyBad = await file(
+    'edge-reply-bad.yaml',
+    'version: 1\nstateDir: /tmp/e\nssh:\n  upstreamGuards:\n    requestReplyTimeoutMs: 999\n    maxChannelRequestsPerSecond: 0\n',
+  )
+  const rb = validateConfigFile(replyBad, 'edge')
+  tt.equal(rb.ok, false, 'out-of-range reply deadline and channel-request rate refused')
+  tt.match(rb.problems.join('\n'), /ssh\.upstreamGuards\.requestReplyTimeoutMs/, 'under 1 s')
+  tt.match(rb.problems.join('\n'), /ssh\.upstreamGuards\.maxChannelRequestsPerSecond/, 'under 1/s')
 
   const edgeAddr = await file(
     'edge-addr.yaml',

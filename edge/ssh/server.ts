@@ -48,7 +48,7 @@ export interface SshIngressOptions {
   /** Let users `ssh -R` on the project's sshd. @default false */
   allowRemoteForward?: boolean
   limits?: PreAuthLimitOptions
-  /** When a project's sshd is cut off as hostile (edge/ssh/upstream.ts). */
+  /** When a project's sshd is cut off as hostile or hung (edge/ssh/upstream.ts). */
   upstreamGuards?: UpstreamGuardOptions
   /** Monotonic clock for limits and watchdogs. @default systemClock */
   clock?: Clock

@@ -3,7 +3,8 @@
 // bridges channels: sessions (pty-req, env, shell, exec, subsystem, window-change, signal,
 // exit-status, exit-signal, stderr), direct-tcpip to the project's localhost, and (when enabled)
 // remote forwarding. It cuts off an upstream that breaks channel limits (zero packet size, a
-// window that never opens, floods of channel opens or global requests), telling the user why.
+// window that never opens, floods of channel opens, global or channel requests) or leaves a
+// channel open or session request unanswered past a deadline, telling the user why.
 // Auth and pre-auth limits are not here.
 import type { Duplex } from 'node:stream'
 import ssh2 from 'ssh2'
@@ -51,12 +52,38 @@ export interface UpstreamGuardOptions {
    * forward) plus global requests, per second, before the upstream is cut off. @default 20
    */
   maxUnsolicitedPerSecond?: number
+  /**
+   * Channel requests (exit-status, keepalive@openssh.com, anything else) per second on all of a
+   * connection's channels, before the upstream is cut off. A channel's first exit-status or
+   * exit-signal is not counted: it answers a session the user opened, so closing many
+   * multiplexed sessions at once is no flood. @default 20
+   */
+  maxChannelRequestsPerSecond?: number
+  /**
+   * Time the upstream has to answer what the edge asked of it, ms: a session's channel open
+   * and its requests (pty-req, exec, shell, subsystem) together, counted from the open, and
+   * each direct-tcpip open or tcpip-forward request. Past it the user's sessions get
+   * HOPGATE_ERR_SSH_UPSTREAM_TIMEOUT and the upstream is cut off. @default 30000
+   */
+  requestReplyTimeoutMs?: number
 }
 
 export const UPSTREAM_GUARD_DEFAULTS: Required<UpstreamGuardOptions> = {
   stalledWindowMs: 4000,
   maxForwardedOpensPerSecond: 50,
   maxUnsolicitedPerSecond: 20,
+  maxChannelRequestsPerSecond: 20,
+  requestReplyTimeoutMs: 30_000,
+}
+
+/** What the user's sessions read on stderr when the edge cuts their upstream, by code. */
+const CUT_MESSAGES: Partial<Record<ErrorCode, string>> = {
+  HOPGATE_ERR_SSH_UPSTREAM_HOSTILE:
+    'hopgate: the project sshd broke SSH channel limits and was disconnected ' +
+    '(HOPGATE_ERR_SSH_UPSTREAM_HOSTILE)\r\n',
+  HOPGATE_ERR_SSH_UPSTREAM_TIMEOUT:
+    'hopgate: the project sshd did not answer a channel open or session request in time ' +
+    'and was disconnected (HOPGATE_ERR_SSH_UPSTREAM_TIMEOUT)\r\n',
 }
 
 /** Smaller max packets are hostile (ssh2 loops forever on 0); RFC 4254 peers use 32 KiB. */
@@ -72,38 +99,47 @@ type Handler = (...args: unknown[]) => void
 interface Ssh2Internals {
   _protocol: { _handlers: Record<string, Handler> }
   _forwarding: Record<string, unknown>
+  _chanMgr?: { get(id: number): unknown }
 }
 
 /**
- * Counts the messages a hostile sshd can send without limit and ssh2 answers on its own (channel
- * opens it auto-rejects, global requests), by wrapping ssh2's protocol handlers: ssh2 emits no
- * event for them. Past the rate, later ones are dropped unanswered and `onFlood` fires once.
+ * Counts the messages a hostile sshd can send without limit and ssh2 handles on its own (channel
+ * opens it auto-rejects, global requests, channel requests), by wrapping ssh2's protocol
+ * handlers: ssh2 emits no event for most of them. Past a rate, later ones are dropped
+ * unanswered and `onFlood` fires once.
  */
 function guardUnsolicited(
   client: UpstreamClient,
   clock: Clock,
-  maxPerSecond: number,
+  limits: { unsolicited: number; channelRequests: number },
   onFlood: (detail: string) => void,
 ): void {
   const internals = client as unknown as Ssh2Internals
   const handlers = internals._protocol._handlers
-  let windowStart = clock.now()
-  let count = 0
   let tripped = false
-  const over = (what: string): boolean => {
-    if (tripped) return true
-    const now = clock.now()
-    if (now - windowStart >= 1000) {
-      windowStart = now
-      count = 0
+  const counter = (maxPerSecond: number): ((what: string) => boolean) => {
+    let windowStart = clock.now()
+    let count = 0
+    return (what) => {
+      if (tripped) return true
+      const now = clock.now()
+      if (now - windowStart >= 1000) {
+        windowStart = now
+        count = 0
+      }
+      if (++count <= maxPerSecond) return false
+      tripped = true
+      onFlood(`${what} flood`)
+      return true
     }
-    if (++count <= maxPerSecond) return false
-    tripped = true
-    onFlood(`${what} flood`)
-    return true
   }
+  const over = counter(limits.unsolicited)
+  const overChannel = counter(limits.channelRequests)
+  // Channels whose one free exit report arrived (ssh2's channel objects; ids are reused).
+  const exited = new WeakSet<object>()
   const open = handlers.CHANNEL_OPEN
   const global = handlers.GLOBAL_REQUEST
+  const request = handlers.CHANNEL_REQUEST
   if (open) {
     handlers.CHANNEL_OPEN = (p, info) => {
       const i = info as { type: string; data?: { destIP?: string; destPort?: number } }
@@ -119,6 +155,23 @@ function guardUnsolicited(
     handlers.GLOBAL_REQUEST = (...args) => {
       if (over('global-request')) return
       global(...args)
+    }
+  }
+  if (request) {
+    handlers.CHANNEL_REQUEST = (p, recipient, type, ...rest) => {
+      let ch: unknown
+      try {
+        ch = internals._chanMgr?.get(recipient as number)
+      } catch {
+        // An id out of ssh2's range: counted, then ssh2's own handler deals with it.
+      }
+      const exit = type === 'exit-status' || type === 'exit-signal'
+      if (exit && !tripped && typeof ch === 'object' && ch !== null && !exited.has(ch)) {
+        exited.add(ch)
+      } else if (overChannel('channel-request')) {
+        return
+      }
+      request(p, recipient, type, ...rest)
     }
   }
 }
@@ -177,10 +230,11 @@ export async function connectUpstream(o: UpstreamOptions): Promise<UpstreamClien
       keepaliveInterval: 15_000,
       keepaliveCountMax: 4,
     })
+    const g = { ...UPSTREAM_GUARD_DEFAULTS, ...o.guards }
     guardUnsolicited(
       client,
       o.clock,
-      o.guards?.maxUnsolicitedPerSecond ?? UPSTREAM_GUARD_DEFAULTS.maxUnsolicitedPerSecond,
+      { unsolicited: g.maxUnsolicitedPerSecond, channelRequests: g.maxChannelRequestsPerSecond },
       onFlood,
     )
     stream.resume()
@@ -189,21 +243,22 @@ export async function connectUpstream(o: UpstreamOptions): Promise<UpstreamClien
 
 /**
  * Bridges a logged-in user connection to its upstream client. Listeners go on at once (ssh2
- * rejects channel opens nobody listens for); each waits for the upstream login.
+ * rejects channel opens nobody listens for); each waits for the upstream login. `onCutOff`
+ * hears why an upstream was cut (HOPGATE_ERR_SSH_UPSTREAM_HOSTILE or _TIMEOUT).
  */
 export function bridgeConnection(
   down: Connection,
   upstream: Promise<UpstreamClient>,
   policy: UpstreamPolicy,
   o: Pick<UpstreamOptions, 'clock' | 'guards'>,
-  onHostile: (code: ErrorCode, detail: string) => void,
+  onCutOff: (code: ErrorCode, detail: string) => void,
 ): void {
   const g = { ...UPSTREAM_GUARD_DEFAULTS, ...o.guards }
   let closed = false
   let up: UpstreamClient | undefined
-  // Open session channels: told why before a hostile upstream is cut off.
+  // Open session channels: told why before a hostile or hung upstream is cut off.
   const sessions = new Set<ServerChannel>()
-  // Set while a hostile upstream is being cut: the user's channels close first, see hostile().
+  // Set while an upstream is being cut: the user's channels close first, see cutOff().
   let cutting = false
   const closeAll = (): void => {
     if (closed || cutting) return
@@ -211,10 +266,10 @@ export function bridgeConnection(
     up?.end()
     down.end()
   }
-  const hostile = (detail: string): void => {
+  const cutOff = (code: ErrorCode, detail: string): void => {
     if (closed || cutting) return
     cutting = true
-    onHostile('HOPGATE_ERR_SSH_UPSTREAM_HOSTILE', detail)
+    onCutOff(code, detail)
     // No polite end for a peer that floods or stalls: its tunnel stream goes at once.
     up?.destroy()
     // The user's connection ends only after its sessions closed (or 1 s): OpenSSH drops
@@ -234,11 +289,36 @@ export function bridgeConnection(
         finish()
       })
       ch.stderr.write(
-        'hopgate: the project sshd broke SSH channel limits and was disconnected ' +
-          '(HOPGATE_ERR_SSH_UPSTREAM_HOSTILE)\r\n',
+        CUT_MESSAGES[code] ?? `hopgate: the project sshd was disconnected (${code})\r\n`,
       )
       ch.exit(255)
       ch.end()
+    }
+  }
+  const hostile = (detail: string): void => cutOff('HOPGATE_ERR_SSH_UPSTREAM_HOSTILE', detail)
+  /**
+   * `cb` with the upstream's answer, or the upstream cut off if none came within
+   * requestReplyTimeoutMs: keepalives still being answered would otherwise hold the user
+   * forever. An answer after the deadline is dropped (the connection is going anyway).
+   */
+  const replyWithin = <A extends unknown[]>(
+    what: string,
+    cb: (...args: A) => void,
+  ): ((...args: A) => void) => {
+    let done = false
+    const timer = o.clock.setTimeout(() => {
+      if (done) return
+      done = true
+      cutOff(
+        'HOPGATE_ERR_SSH_UPSTREAM_TIMEOUT',
+        `no answer to ${what} in ${g.requestReplyTimeoutMs} ms`,
+      )
+    }, g.requestReplyTimeoutMs)
+    return (...args) => {
+      if (done) return
+      done = true
+      o.clock.clearTimeout(timer)
+      cb(...args)
     }
   }
   down.once('close', closeAll)
@@ -276,7 +356,7 @@ export function bridgeConnection(
 
   down.on('session', (accept) => {
     const session = accept()
-    bridgeSession(session, upstream, policy, guard, (ch) => {
+    bridgeSession(session, upstream, policy, guard, replyWithin, (ch) => {
       sessions.add(ch)
       ch.once('close', () => sessions.delete(ch))
     })
@@ -286,11 +366,17 @@ export function bridgeConnection(
     if (!LOCALHOST.has(info.destIP) || !permits(policy, 'permit-port-forwarding')) return reject()
     upstream.then(
       (client) =>
-        client.forwardOut(info.srcIP, info.srcPort, info.destIP, info.destPort, (err, ch) => {
-          if (err || closed) return reject()
-          if (!guard(ch)) return reject()
-          pipeBoth(accept(), ch)
-        }),
+        client.forwardOut(
+          info.srcIP,
+          info.srcPort,
+          info.destIP,
+          info.destPort,
+          replyWithin('direct-tcpip open', (err: Error | undefined, ch: ClientChannel) => {
+            if (err || closed) return reject()
+            if (!guard(ch)) return reject()
+            pipeBoth(accept(), ch)
+          }),
+        ),
       () => reject(),
     )
   })
@@ -324,12 +410,25 @@ export function bridgeConnection(
     if (name === 'tcpip-forward' && allowed) {
       upstream.then(
         (c) =>
-          c.forwardIn(i.bindAddr, i.bindPort, (err, port) => (err ? reject?.() : accept?.(port))),
+          c.forwardIn(
+            i.bindAddr,
+            i.bindPort,
+            replyWithin('tcpip-forward', (err: Error | null | undefined, port: number) =>
+              err ? reject?.() : accept?.(port),
+            ),
+          ),
         () => reject?.(),
       )
     } else if (name === 'cancel-tcpip-forward' && allowed) {
       upstream.then(
-        (c) => c.unforwardIn(i.bindAddr, i.bindPort, (err) => (err ? reject?.() : accept?.())),
+        (c) =>
+          c.unforwardIn(
+            i.bindAddr,
+            i.bindPort,
+            replyWithin('cancel-tcpip-forward', (err: Error | null | undefined) =>
+              err ? reject?.() : accept?.(),
+            ),
+          ),
         () => reject?.(),
       )
     } else {
@@ -356,6 +455,10 @@ function bridgeSession(
   upstream: Promise<UpstreamClient>,
   policy: UpstreamPolicy,
   guard: (ch: ClientChannel) => boolean,
+  replyWithin: <A extends unknown[]>(
+    what: string,
+    cb: (...args: A) => void,
+  ) => (...args: A) => void,
   opened: (ch: ServerChannel) => void,
 ): void {
   let pty: PseudoTtyInfo | undefined
@@ -396,6 +499,7 @@ function bridgeSession(
 
   type Accept = () => ServerChannel | undefined
   const start = (
+    what: string,
     accept: Accept,
     reject: (() => void) | undefined,
     open: (up: UpstreamClient, cb: (err: Error | undefined, ch: ClientChannel) => void) => void,
@@ -416,24 +520,26 @@ function bridgeSession(
       down.end()
     }
     upstream.then((up) => {
+      // One deadline for the open and every request of the start: ssh2 calls back once.
+      const reply = replyWithin(what, (err: Error | undefined, ch?: ClientChannel) => {
+        if (err || !ch || !guard(ch)) return failed()
+        if (down.destroyed || !down.writable) return void ch.close()
+        upCh = ch
+        if (pendingWindow) {
+          ch.setWindow(
+            pendingWindow.rows,
+            pendingWindow.cols,
+            pendingWindow.height,
+            pendingWindow.width,
+          )
+        }
+        bridgeChannel(down, ch)
+      })
       try {
-        open(up, (err, ch) => {
-          if (err || !guard(ch)) return failed()
-          if (down.destroyed || !down.writable) return void ch.close()
-          upCh = ch
-          if (pendingWindow) {
-            ch.setWindow(
-              pendingWindow.rows,
-              pendingWindow.cols,
-              pendingWindow.height,
-              pendingWindow.width,
-            )
-          }
-          bridgeChannel(down, ch)
-        })
-      } catch {
+        open(up, reply)
+      } catch (err) {
         // ssh2 throws synchronously when the upstream socket is already gone.
-        failed()
+        reply(err as Error)
       }
     }, failed)
   }
@@ -450,16 +556,16 @@ function bridgeSession(
       : false
 
   session.on('shell', (accept, reject) =>
-    start(accept, reject, (up, cb) => up.shell(ptyOpt() as never, { env }, cb)),
+    start('shell', accept, reject, (up, cb) => up.shell(ptyOpt() as never, { env }, cb)),
   )
   session.on('exec', (accept, reject, info) =>
-    start(accept, reject, (up, cb) => {
+    start('exec', accept, reject, (up, cb) => {
       const p = ptyOpt()
       up.exec(info.command, { env, ...(p ? { pty: p } : {}) }, cb)
     }),
   )
   session.on('subsystem', (accept, reject, info) =>
-    start(accept, reject, (up, cb) => up.subsys(info.name, cb)),
+    start('subsystem', accept, reject, (up, cb) => up.subsys(info.name, cb)),
   )
 }
 

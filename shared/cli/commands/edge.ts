@@ -101,6 +101,20 @@ export const edgeConfigSchema = z
               .max(10_000)
               .default(UPSTREAM_GUARD_DEFAULTS.maxUnsolicitedPerSecond)
               .describe('unrequested channel opens plus global requests per second'),
+            maxChannelRequestsPerSecond: z
+              .number()
+              .int()
+              .min(1)
+              .max(10_000)
+              .default(UPSTREAM_GUARD_DEFAULTS.maxChannelRequestsPerSecond)
+              .describe("channel requests per second (a channel's first exit report is free)"),
+            requestReplyTimeoutMs: z
+              .number()
+              .int()
+              .min(1000)
+              .max(600_000)
+              .default(UPSTREAM_GUARD_DEFAULTS.requestReplyTimeoutMs)
+              .describe('ms the upstream has to answer a channel open and its session requests'),
           })
           .strict()
           .default({ ...UPSTREAM_GUARD_DEFAULTS }),
