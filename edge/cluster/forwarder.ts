@@ -7,6 +7,7 @@
 import type { YamuxStream } from '../../shared/yamux/index.js'
 import { HopgateError, isHopgateError } from '../../shared/errors.js'
 import { statusToError } from '../../shared/tunnel/open-status.js'
+import type { EarlySender } from '../../shared/tunnel/early-data.js'
 import type { RouteStore } from '../routing/store.js'
 import type { ClusterMember } from './member.js'
 import type { PeerLinks } from './peer-link.js'
@@ -34,6 +35,8 @@ export interface ForwardRequest {
   /** The encoded stream-open header, exactly as the agent must see it. */
   header: Buffer
   signal?: AbortSignal
+  /** The user's early bytes: sent after the header on each try, again after a refusal. */
+  early?: EarlySender
 }
 
 export class Forwarder {
@@ -77,6 +80,7 @@ export class Forwarder {
       stream.write(
         Buffer.concat([encodePreamble({ runnerId: req.runner, hops: MAX_HOPS }), req.header]),
       )
+      req.early?.attach(stream)
       const answer = await this.firstByte(stream, req.signal)
       this.attempts.inc({ outcome: answer.kind === 'status' ? 'answered' : 'refused' })
       if (answer.kind === 'status') {

@@ -6,6 +6,7 @@ import { once } from 'node:events'
 import { HopgateError } from '../../shared/errors.js'
 import { isProjectId } from '../../shared/tunnel/fields.js'
 import { bridge } from '../../shared/tunnel/bridge.js'
+import { EarlyData } from '../../shared/tunnel/early-data.js'
 import type { StreamOpener } from '../tunnel/opener.js'
 
 export interface TcpMapping {
@@ -50,6 +51,8 @@ export async function startTcpIngress(
     // Only an open in progress needs aborting; after it, abort() would just build a DOMException.
     const abort = (): void => ac.abort()
     socket.once('close', abort)
+    // The user's first bytes go right behind the header instead of waiting for the status.
+    const early = new EarlyData(socket)
     opener
       .open({
         project: mapping.project,
@@ -57,15 +60,20 @@ export async function startTcpIngress(
         port: mapping.projectPort,
         clientAddress: `${socket.remoteAddress}:${socket.remotePort}`,
         signal: ac.signal,
+        early,
       })
       .then(
         ({ stream }) => {
           socket.off('close', abort)
+          const { ended } = early.commit()
           if (socket.destroyed) return void stream.destroy()
           bridge(stream, socket)
+          // The user's FIN came before the status: the bridge will not see it again.
+          if (ended) stream.end()
           socket.resume()
         },
         (err: unknown) => {
+          early.release()
           onError?.(err)
           socket.destroy()
         },

@@ -8,6 +8,7 @@ import { HopgateError } from '../../shared/errors.js'
 import type { YamuxStream } from '../../shared/yamux/index.js'
 import { encodeOpenHeader, type Service } from '../../shared/tunnel/open-header.js'
 import { statusToError } from '../../shared/tunnel/open-status.js'
+import type { EarlySender } from '../../shared/tunnel/early-data.js'
 import type { Router } from '../routing/router.js'
 import type { SessionTable } from './sessions.js'
 
@@ -20,6 +21,8 @@ export interface OpenRequest {
   clientAddress: string
   traceId?: string
   signal?: AbortSignal
+  /** The user's bytes so far and to come, sent right after the header on every attempt. */
+  early?: EarlySender
 }
 
 export interface OpenedStream {
@@ -41,7 +44,12 @@ export interface OpenerOptions {
    * Still no session after `connect`: open through another edge (edge/cluster/forwarder.ts). It
    * writes `header` as given and resolves with the stream after an ok status, or throws typed.
    */
-  forward?: (req: { runner: string; header: Buffer; signal?: AbortSignal }) => Promise<YamuxStream>
+  forward?: (req: {
+    runner: string
+    header: Buffer
+    signal?: AbortSignal
+    early?: EarlySender
+  }) => Promise<YamuxStream>
 }
 
 // Trace ids come from a pooled random buffer: one randomFillSync per 512 opens, not one each.
@@ -88,11 +96,12 @@ export class StreamOpener {
       traceId,
     })
     if (!entry && this.opts.forward) {
-      const { signal } = req
+      const { signal, early } = req
       const stream = await this.opts.forward({
         runner: route.runner,
         header,
         ...(signal && { signal }),
+        ...(early && { early }),
       })
       return { stream, runner: route.runner, epoch: route.epoch, traceId }
     }
@@ -103,6 +112,7 @@ export class StreamOpener {
     // Module-level, not a closure: an idle stream must not keep this call's state alive.
     stream.on('error', ignore)
     stream.write(header)
+    req.early?.attach(stream)
     await this.awaitStatus(stream, req.signal)
     return { stream, runner: route.runner, epoch: route.epoch, traceId }
   }
