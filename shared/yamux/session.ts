@@ -284,7 +284,12 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost {
     const streams = this.inboxes
     if (streams.length === 0) return
     this.inboxes = []
-    for (const stream of streams) stream.deliver()
+    delivering = true
+    try {
+      for (const stream of streams) stream.deliver()
+    } finally {
+      delivering = false
+    }
   }
 
   release(stream: YamuxStream): void {
@@ -518,7 +523,12 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost {
     if (t.destroyed || t.writableEnded) return
     // Flushed after this event-loop turn's I/O callbacks, not after this one callback: frames
     // from many streams' events (opens, acks, small writes) share one TLS record and syscall.
-    if (this.outQueue.push(buf) === 1) setImmediate(flushOut, this)
+    if (this.outQueue.push(buf) === 1) {
+      // Written while payload is being delivered (already after this turn's I/O): a relay
+      // writing what it just received. A new setImmediate would wait for the next turn.
+      if (delivering) process.nextTick(flushOut, this)
+      else setImmediate(flushOut, this)
+    }
     this.outBytes += buf.length
     // Past the transport's own high-water mark we keep queueing up to sendBufferBytes: one
     // 'drain' then releases a batch of frames instead of one.
@@ -607,6 +617,9 @@ export class Session extends EventEmitter<SessionEvents> implements StreamHost {
 function flushOut(session: Session): void {
   session.flushOut()
 }
+
+/** True while some session pushes a turn's payload (see writeRaw). */
+let delivering = false
 
 function deliverInboxes(session: Session): void {
   session.deliverInboxes()

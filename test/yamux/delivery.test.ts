@@ -3,6 +3,7 @@
 // two pieces), never later than the turn it arrived in, always before the FIN or RST that
 // followed it, and never credited to the peer's window before the reader has it. The transport
 // here is a bare Duplex this test feeds chunk by chunk, so the cuts are exactly the ones chosen.
+// A relay's reply written during delivery is flushed in the same turn, not one later.
 import t from 'tap'
 import { Duplex } from 'node:stream'
 import { setImmediate as turn } from 'node:timers/promises'
@@ -22,6 +23,8 @@ interface Fed {
   feed(bytes: Buffer): void
   /** Window updates the session sent for `streamId`, summed. */
   credited(streamId: number): number
+  /** Payload bytes the session sent on `streamId`. */
+  sentBytes(streamId: number): number
 }
 
 function fedSession(): Fed {
@@ -50,6 +53,10 @@ function fedSession(): Fed {
     credited: (id) =>
       sent
         .filter((h) => h.type === FrameType.WindowUpdate && h.streamId === id)
+        .reduce((n, h) => n + h.length, 0),
+    sentBytes: (id) =>
+      sent
+        .filter((h) => h.type === FrameType.Data && h.streamId === id)
         .reduce((n, h) => n + h.length, 0),
   }
 }
@@ -166,4 +173,18 @@ t.test('the window credits only what the reader took, not what waits in the turn
   await turn()
   // At least the 192 KiB consumed; more if auto-tuning grew the window on this fast reader.
   tt.ok(f.credited(1) >= 192 * 1024, `reading it credits all consumed (${f.credited(1)})`)
+})
+
+t.test('a reply written while payload is delivered goes out in that same turn', async (tt) => {
+  const f = fedSession()
+  tt.teardown(() => f.session.close())
+  const s = await accepted(f, 1)
+  // A relay: whatever arrives is written straight back.
+  s.on('data', (c: Buffer) => s.write(c))
+  await turn()
+  f.feed(data(1, Buffer.from('ping')))
+  // Delivery runs after this turn's I/O; a flush scheduled from there with setImmediate would
+  // only run a turn later, after another poll for I/O.
+  await turn()
+  tt.equal(f.sentBytes(1), 4, 'the echo was handed to the transport before the next turn')
 })
