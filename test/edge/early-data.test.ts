@@ -7,18 +7,14 @@ import t from 'tap'
 import net from 'node:net'
 import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
-import { systemClock, type ManualClock } from '../../shared/clock.js'
-import { connPairs } from '../helpers/conn-pairs.js'
-import { testConfig, type TapTest } from '../helpers/yamux-pair.js'
-import { Session, type YamuxStream } from '../../shared/yamux/index.js'
-import { SessionTable } from '../../edge/tunnel/sessions.js'
+import type { TapTest } from '../helpers/yamux-pair.js'
+import type { YamuxStream } from '../../shared/yamux/index.js'
 import { StreamOpener } from '../../edge/tunnel/opener.js'
 import { startTcpIngress, parseTcpMapping } from '../../edge/ingress/tcp.js'
-import { Router } from '../../edge/routing/router.js'
 import { OpenHeaderReader, type OpenHeader } from '../../shared/tunnel/open-header.js'
 import { encodeOpenStatus, OpenStatus } from '../../shared/tunnel/open-status.js'
 import { EARLY_DATA_MAX_BYTES } from '../../shared/tunnel/early-data.js'
-import { openStore, project, runnerInfo, tempStateDir } from './routing-helpers.js'
+import { edgeAgentPair, project } from './routing-helpers.js'
 
 const P = project(1)
 
@@ -34,25 +30,7 @@ interface Held {
 }
 
 async function setup(tt: TapTest): Promise<{ port: number; next: () => Promise<Held> }> {
-  const store = await openStore(tt, await tempStateDir(tt), systemClock as unknown as ManualClock)
-  await store.putRunner('runner-a', runnerInfo(), 60_000)
-  const router = new Router({ store, clock: systemClock })
-  const pair = await connPairs.find((m) => m.name === 'tls')!.make()
-  const edgeSession = new Session(pair.b, { role: 'server', config: testConfig })
-  const agentSession = new Session(pair.a, { role: 'client', config: testConfig })
-  tt.teardown(async () => {
-    edgeSession.close()
-    agentSession.close()
-    await pair.close()
-  })
-  const sessions = new SessionTable()
-  sessions.add({
-    runnerId: 'runner-a',
-    slot: 0,
-    connector: 'reverse',
-    session: edgeSession,
-    since: 0,
-  })
+  const { router, sessions, agentSession } = await edgeAgentPair(tt)
   const opener = new StreamOpener({ router, sessions, statusTimeoutMs: 5000 })
   const ingress = await startTcpIngress(parseTcpMapping(`127.0.0.1:0=${P}:7000`), opener)
   tt.teardown(() => ingress.close())

@@ -6,44 +6,20 @@ import { echoServer } from '../helpers/echo.js'
 import net from 'node:net'
 import { once } from 'node:events'
 import { createHash, randomBytes } from 'node:crypto'
-import { systemClock } from '../../shared/clock.js'
-import { connPairs } from '../helpers/conn-pairs.js'
-import { testConfig, type TapTest } from '../helpers/yamux-pair.js'
-import { Session } from '../../shared/yamux/index.js'
-import { SessionTable } from '../../edge/tunnel/sessions.js'
+import type { TapTest } from '../helpers/yamux-pair.js'
 import { StreamOpener } from '../../edge/tunnel/opener.js'
 import { startTcpIngress, parseTcpMapping } from '../../edge/ingress/tcp.js'
-import { Router } from '../../edge/routing/router.js'
 import { TargetRegistry } from '../../agent/registry.js'
 import { EpochTable, serveStream } from '../../agent/streams.js'
 import { encodeOpenStatus } from '../../shared/tunnel/open-status.js'
-import { openStore, project, runnerInfo, tempStateDir } from './routing-helpers.js'
-import type { ManualClock } from '../../shared/clock.js'
+import { edgeAgentPair, project } from './routing-helpers.js'
 
 const P = project(1)
 const OTHER = project(2)
 
 async function setup(tt: TapTest) {
   const echoPort = await echoServer(tt)
-  const store = await openStore(tt, await tempStateDir(tt), systemClock as unknown as ManualClock)
-  await store.putRunner('runner-a', runnerInfo(), 60_000)
-  const router = new Router({ store, clock: systemClock })
-  const pair = await connPairs.find((m) => m.name === 'tls')!.make()
-  const edgeSession = new Session(pair.b, { role: 'server', config: testConfig })
-  const agentSession = new Session(pair.a, { role: 'client', config: testConfig })
-  tt.teardown(async () => {
-    edgeSession.close()
-    agentSession.close()
-    await pair.close()
-  })
-  const sessions = new SessionTable()
-  sessions.add({
-    runnerId: 'runner-a',
-    slot: 0,
-    connector: 'reverse',
-    session: edgeSession,
-    since: 0,
-  })
+  const { store, router, sessions, edgeSession, agentSession } = await edgeAgentPair(tt)
   const registry = new TargetRegistry()
   registry.set(P, { host: '127.0.0.1', allowedPorts: [echoPort] })
   const epochs = new EpochTable()

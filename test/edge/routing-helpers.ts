@@ -1,9 +1,15 @@
 // Fixtures shared by the routing tests: throwaway state directories (removed in teardown), embedded
-// stores closed in teardown, project ids and runner registrations. No assertions live here.
+// stores closed in teardown, project ids and runner registrations, and an edge and agent joined
+// by one real mutual-TLS yamux session with runner-a routed. No assertions live here.
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { ManualClock } from '../../shared/clock.js'
+import { systemClock, type ManualClock } from '../../shared/clock.js'
+import { Session } from '../../shared/yamux/index.js'
+import { Router } from '../../edge/routing/router.js'
+import { SessionTable } from '../../edge/tunnel/sessions.js'
+import { connPairs } from '../helpers/conn-pairs.js'
+import { testConfig } from '../helpers/yamux-pair.js'
 import { EmbeddedStore, type EmbeddedStoreOptions } from '../../edge/routing/embedded-store.js'
 import type { RunnerInfo } from '../../edge/routing/types.js'
 import type { TapTest } from '../helpers/yamux-pair.js'
@@ -43,4 +49,31 @@ export function runnerInfo(over: Partial<RunnerInfo> & { freeGiB?: number } = {}
     storage: { freeBytes: freeGiB * GiB, totalBytes: 100 * GiB },
     ...rest,
   }
+}
+
+/**
+ * An edge's routing (embedded store with runner-a registered, a router, a session table) and one
+ * mutual-TLS yamux session to an agent side the test serves itself; all closed in teardown.
+ */
+export async function edgeAgentPair(tt: TapTest) {
+  const store = await openStore(tt, await tempStateDir(tt), systemClock as unknown as ManualClock)
+  await store.putRunner('runner-a', runnerInfo(), 60_000)
+  const router = new Router({ store, clock: systemClock })
+  const pair = await connPairs.find((m) => m.name === 'tls')!.make()
+  const edgeSession = new Session(pair.b, { role: 'server', config: testConfig })
+  const agentSession = new Session(pair.a, { role: 'client', config: testConfig })
+  tt.teardown(async () => {
+    edgeSession.close()
+    agentSession.close()
+    await pair.close()
+  })
+  const sessions = new SessionTable()
+  sessions.add({
+    runnerId: 'runner-a',
+    slot: 0,
+    connector: 'reverse',
+    session: edgeSession,
+    since: 0,
+  })
+  return { store, router, sessions, edgeSession, agentSession }
 }
