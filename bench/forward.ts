@@ -73,7 +73,7 @@ const pct = (xs: number[], p: number): number =>
 const median = (xs: number[]): number => pct(xs, 0.5)
 const PATHS = ['direct', 'forwarded'] as const
 type PathName = (typeof PATHS)[number]
-interface PathResult {
+export interface PathResult {
   p50Ms: number
   p99Ms: number
   /** Median over the rounds; bestMBps the fastest round. */
@@ -81,6 +81,18 @@ interface PathResult {
   bestMBps: number
   /** CPU (user + system) per MiB echoed, by process: bench, edge1, edge2, agent. */
   cpuMsPerMiB: Record<string, number>
+}
+/** The --json line. */
+export interface ForwardBenchJson {
+  mode: 'processes' | 'in-process'
+  connections: number
+  bytes: number
+  rounds: number
+  direct: PathResult
+  forwarded: PathResult
+  p50Ratio: number
+  throughputRatio: number
+  loadavg: number[]
 }
 
 const echo = net.createServer({ allowHalfOpen: true }, (s) => {
@@ -160,18 +172,17 @@ try {
   const p50Ratio = +(result.forwarded.p50Ms / result.direct.p50Ms).toFixed(3)
   const throughputRatio = +(result.forwarded.MBps / result.direct.MBps).toFixed(3)
   if (values.json) {
-    process.stdout.write(
-      JSON.stringify({
-        mode: cluster.mode,
-        connections: N,
-        bytes: BYTES,
-        rounds: ROUNDS,
-        ...result,
-        p50Ratio,
-        throughputRatio,
-        loadavg: loadavg(),
-      }) + '\n',
-    )
+    const line: ForwardBenchJson = {
+      mode: cluster.mode,
+      connections: N,
+      bytes: BYTES,
+      rounds: ROUNDS,
+      ...result,
+      p50Ratio,
+      throughputRatio,
+      loadavg: loadavg(),
+    }
+    process.stdout.write(JSON.stringify(line) + '\n')
   } else {
     console.table(
       PATHS.map((p) => ({

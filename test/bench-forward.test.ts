@@ -11,33 +11,15 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
 import { redisMissing, startRedis } from './helpers/redis.js'
+import type { ForwardBenchJson } from '../bench/forward.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 t.setTimeout(300_000)
 
-interface PathResult {
-  p50Ms: number
-  p99Ms: number
-  MBps: number
-  bestMBps: number
-  cpuMsPerMiB: Record<string, number>
-}
-interface ForwardBench {
-  mode: string
-  connections: number
-  bytes: number
-  rounds: number
-  direct: PathResult
-  forwarded: PathResult
-  p50Ratio: number
-  throughputRatio: number
-  loadavg: number[]
-}
-
 /** Runs the bench with TMPDIR at a fresh dir; returns its JSON line and the hopgate dirs left there. */
 async function runBench(
   args: string[],
-): Promise<{ code: number | null; r?: ForwardBench; stderr: string; left: string[] }> {
+): Promise<{ code: number | null; r?: ForwardBenchJson; stderr: string; left: string[] }> {
   const tmp = await mkdtemp(join(tmpdir(), 'hopgate-test-bench-forward-'))
   try {
     const child = spawn(
@@ -51,7 +33,8 @@ async function runBench(
     child.stderr.on('data', (c: Buffer) => (stderr += c.toString()))
     const code = await new Promise<number | null>((resolve) => child.once('close', resolve))
     const lines = stdout.trim().split('\n')
-    const r = code === 0 && lines.length === 1 ? (JSON.parse(lines[0]!) as ForwardBench) : undefined
+    const r =
+      code === 0 && lines.length === 1 ? (JSON.parse(lines[0]!) as ForwardBenchJson) : undefined
     // Ours only (tsx keeps its compile cache there too). The children exit on their own after
     // the bench; give their exit handlers a moment.
     const ours = async (): Promise<string[]> =>
