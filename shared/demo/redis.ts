@@ -17,13 +17,14 @@ export const ALIVE_KEY = 'demo:alive'
 /** How long the liveness key lives without renewal, ms (renewed every third of it). @default 30000 */
 export const ALIVE_TTL_MS = 30_000
 
-function connect(url: string): Redis {
+/** One-shot work fails fast; the liveness renewal must survive a Redis blip (`reconnect`). */
+function connect(url: string, reconnect = false): Redis {
   const redis = new Redis(url, {
     lazyConnect: true,
     maxRetriesPerRequest: 1,
     connectTimeout: 2000,
     commandTimeout: 2000,
-    retryStrategy: () => null,
+    retryStrategy: reconnect ? (n) => Math.min(n * 200, 2000) : () => null,
   })
   redis.on('error', () => {})
   return redis
@@ -44,7 +45,9 @@ export async function keepAlive(
   prefix: string,
   ttlMs = ALIVE_TTL_MS,
 ): Promise<DemoLiveness> {
-  const redis = connect(url)
+  // Without reconnects, one dropped connection would stop the renewals for good, and the next
+  // run's sweep would remove this live run's keys 30 s later.
+  const redis = connect(url, true)
   await redis.connect()
   const renew = (): Promise<unknown> => redis.set(`${prefix}${ALIVE_KEY}`, '1', 'PX', ttlMs)
   await renew()
@@ -83,7 +86,7 @@ export async function sweepDeadRuns(url: string): Promise<{ prefixes: string[]; 
     for (const prefix of prefixes) {
       if ((await redis.exists(`${prefix}${ALIVE_KEY}`)) === 1) continue
       dead.push(prefix)
-      removed += await removeKeys(url, prefix)
+      removed += await unlinkUnder(redis, prefix)
     }
     return { prefixes: dead, keys: removed }
   } finally {
@@ -99,15 +102,19 @@ export async function removeKeys(url: string, prefix: string): Promise<number> {
   const redis = connect(url)
   try {
     await redis.connect()
-    let cursor = '0'
-    let removed = 0
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500)
-      cursor = next
-      if (keys.length > 0) removed += await redis.unlink(...keys)
-    } while (cursor !== '0')
-    return removed
+    return await unlinkUnder(redis, prefix)
   } finally {
     redis.disconnect()
   }
+}
+
+async function unlinkUnder(redis: Redis, prefix: string): Promise<number> {
+  let cursor = '0'
+  let removed = 0
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 500)
+    cursor = next
+    if (keys.length > 0) removed += await redis.unlink(...keys)
+  } while (cursor !== '0')
+  return removed
 }

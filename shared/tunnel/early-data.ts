@@ -31,11 +31,6 @@ export class EarlyData implements EarlySender {
     socket.resume()
   }
 
-  /** Bytes kept for a retry. */
-  get size(): number {
-    return this.bytes
-  }
-
   attach(stream: Writable): void {
     if (this.done) return
     this.target = stream
